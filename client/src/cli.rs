@@ -1,0 +1,209 @@
+//! The command-line surface (clap derive types only) and the environment the client reads.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Git for AI models: version multi-gigabyte files beside Git, deduplicated by content.
+///
+/// nshard is a thin client: the work is done by the shardd daemon, which nshard starts when
+/// none is running.
+#[derive(Debug, Parser)]
+#[command(name = "nshard", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/shardd/shardd.sock]
+    #[arg(long, global = true, env = "SHARDD_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository (.shard/) in the current directory.
+    Init(InitArgs),
+    /// Add .gitignore entries for .shard/ and every tracked file (never for manifests).
+    GitInit,
+    /// Start tracking files or glob patterns (quote patterns: 'models/*.safetensors').
+    Track(PathsArgs),
+    /// Stop tracking files or patterns (manifests and stored chunks are kept).
+    Untrack(PathsArgs),
+    /// Chunk and store changed tracked files and write their manifests (<file>.shard.json).
+    Commit(CommitArgs),
+    /// Show the state of every tracked file: clean, modified, new or missing.
+    Status(JsonArgs),
+    /// Chunk-level statistics of a working file against its manifest.
+    Diff(DiffArgs),
+    /// Rebuild files from the local store (all manifests when none is named).
+    Checkout(CheckoutArgs),
+    /// Delete stored chunks that no manifest in the working tree references.
+    Gc(GcArgs),
+    /// Manage the daemon.
+    Daemon(DaemonArgs),
+}
+
+/// `nshard init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Average chunk size (FastCDC) or block size (--fixed), e.g. 4MiB, 1M, 65536
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
+    /// Cut fixed-size blocks instead of content-defined chunks
+    #[arg(long)]
+    pub fixed: bool,
+}
+
+/// Commands taking paths or patterns.
+#[derive(Debug, Args)]
+pub struct PathsArgs {
+    /// Files, directories or glob patterns
+    #[arg(required = true, value_name = "PATH|GLOB")]
+    pub paths: Vec<String>,
+}
+
+/// `nshard commit`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Message stored in each manifest
+    #[arg(short, long)]
+    pub message: String,
+    /// Commit only these tracked files (default: every changed tracked file)
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Commands with only a `--json` switch.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print machine-readable JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nshard diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The file (or its manifest)
+    pub file: String,
+    /// Print machine-readable JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nshard checkout`.
+#[derive(Debug, Args)]
+pub struct CheckoutArgs {
+    /// Manifests (or files) to rebuild; default: every manifest in the repository
+    #[arg(value_name = "MANIFEST")]
+    pub manifests: Vec<String>,
+    /// Overwrite files even when their current content is stored nowhere
+    #[arg(long)]
+    pub force: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nshard gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only show what would be deleted
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nshard daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// What to do with the daemon.
+    #[command(subcommand)]
+    pub action: DaemonAction,
+}
+
+/// `nshard daemon <action>`.
+#[derive(Debug, Subcommand)]
+pub enum DaemonAction {
+    /// Show whether the daemon runs, its version, pid and socket.
+    Status(JsonArgs),
+    /// Stop the daemon.
+    Stop,
+    /// Stop the daemon and start a fresh one.
+    Restart,
+    /// Print the daemon's log (of a daemon nshard started).
+    Logs(LogsArgs),
+}
+
+/// `nshard daemon logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only the last N lines
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub lines: usize,
+}
+
+/// Parses `4MiB`, `4M`, `512KiB`, `65536` into bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size such as 4MiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use KiB or MiB)")),
+    };
+    value.checked_mul(scale).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Environment variables forwarded to the daemon with requests that need them, so the
+/// daemon acts with the caller's credentials, never its own.
+pub const FORWARDED_ENV_PREFIXES: [&str; 3] = ["NSHARD_", "AWS_", "SOURCE_DATE_EPOCH"];
+
+/// The caller's environment entries the daemon may need.
+#[must_use]
+pub fn forwarded_env() -> std::collections::HashMap<String, String> {
+    std::env::vars().filter(|(k, _)| FORWARDED_ENV_PREFIXES.iter().any(|p| k.starts_with(p))).collect()
+}
+
+/// `SHARDD_BIN`: the daemon binary to start instead of the one beside `nshard` or on `PATH`.
+#[must_use]
+pub fn shardd_bin_override() -> Option<PathBuf> {
+    std::env::var_os("SHARDD_BIN").filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The default socket path from `XDG_RUNTIME_DIR` / `TMPDIR`.
+#[must_use]
+pub fn default_socket() -> PathBuf {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let tmp = std::env::var_os("TMPDIR").map(PathBuf::from);
+    shard_proto::default_socket_path(runtime.as_deref(), tmp.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("4 parsecs").is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,53 @@
+//! `nshard status`.
+//!
+//! `--json` schema (stable): `{"root": str, "files": [{"path": str, "state":
+//! "clean"|"modified"|"new"|"missing", "size": int, "chunks": int, "missing_chunks": int}]}`.
+
+use anyhow::Result;
+use serde_json::json;
+use shard_proto::{FileState, StatusRequest};
+
+use super::Ctx;
+use crate::render::{self, status_error};
+use crate::say;
+
+/// The name of a state in output.
+fn state_name(state: FileState) -> &'static str {
+    match state {
+        FileState::Clean => "clean",
+        FileState::Modified => "modified",
+        FileState::New => "new",
+        FileState::Missing => "missing",
+        FileState::Unspecified => "unknown",
+    }
+}
+
+/// Prints the state of every tracked file.
+pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
+    let request = StatusRequest { cwd: ctx.cwd.clone() };
+    let response = ctx.client().await?.status(request).await.map_err(status_error)?.into_inner();
+    if as_json {
+        let files: Vec<_> = response
+            .files
+            .iter()
+            .map(|f| {
+                json!({"path": f.path, "state": state_name(f.state()), "size": f.size,
+                       "chunks": f.chunks, "missing_chunks": f.missing_chunks})
+            })
+            .collect();
+        return render::json(&json!({"root": response.root, "files": files}));
+    }
+    if response.files.is_empty() {
+        say!("No tracked files. Track some with `nshard track <path|glob>`.");
+        return Ok(());
+    }
+    for file in &response.files {
+        let note = if file.missing_chunks > 0 {
+            format!("  ({} of {} chunks not stored locally: run `nshard pull`)", file.missing_chunks, file.chunks)
+        } else {
+            String::new()
+        };
+        say!("{:>9}  {}{note}", state_name(file.state()), file.path);
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Output: progress bars on a terminal (stderr), human summaries or `--json` on stdout, and
+//! turning daemon errors into one-sentence messages.
+
+use std::io::IsTerminal;
+
+use anyhow::{Result, anyhow};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shard_proto as pb;
+use tonic::Streaming;
+
+/// A streamed response: progress, or the final summary.
+pub trait Event {
+    /// The final message.
+    type Summary;
+    /// Splits one message.
+    fn into_event(self) -> Option<Result<pb::Progress, Self::Summary>>;
+}
+
+macro_rules! impl_event {
+    ($response:ty, $module:ident, $summary:ty) => {
+        impl Event for $response {
+            type Summary = $summary;
+            fn into_event(self) -> Option<Result<pb::Progress, $summary>> {
+                match self.event? {
+                    pb::$module::Event::Progress(p) => Some(Ok(p)),
+                    pb::$module::Event::Summary(s) => Some(Err(s)),
+                }
+            }
+        }
+    };
+}
+
+impl_event!(pb::CommitResponse, commit_response, pb::CommitSummary);
+impl_event!(pb::CheckoutResponse, checkout_response, pb::CheckoutSummary);
+impl_event!(pb::GcResponse, gc_response, pb::GcSummary);
+
+/// Reads a progress stream to its summary, drawing a bar on a terminal.
+pub async fn drive<R: Event>(mut stream: Streaming<R>) -> Result<R::Summary> {
+    let bar = Bar::new();
+    loop {
+        let message = stream.message().await.map_err(status_error)?;
+        match message.and_then(Event::into_event) {
+            Some(Ok(progress)) => bar.update(&progress),
+            Some(Err(summary)) => {
+                bar.finish();
+                return Ok(summary);
+            }
+            None => {
+                bar.finish();
+                return Err(anyhow!("the daemon ended the operation without a result; see `nshard daemon logs`"));
+            }
+        }
+    }
+}
+
+/// A progress bar that only exists when both stdout and stderr are terminals.
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    /// A bar on stderr, hidden when output is redirected.
+    #[must_use]
+    pub fn new() -> Self {
+        let visible = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let bar = ProgressBar::with_draw_target(None, target);
+        Self { bar }
+    }
+
+    /// Shows `progress`.
+    pub fn update(&self, progress: &pb::Progress) {
+        let template = match progress.unit() {
+            pb::ProgressUnit::Chunks | pb::ProgressUnit::Files => {
+                "{msg:30!} [{bar:30}] {pos}/{len} ({eta})"
+            }
+            pb::ProgressUnit::Bytes | pb::ProgressUnit::Unspecified => {
+                "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})"
+            }
+        };
+        self.bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("the templates are valid")
+                .progress_chars("=> "),
+        );
+        let label = if progress.path.is_empty() {
+            progress.phase.clone()
+        } else {
+            format!("{} {}", progress.phase, progress.path)
+        };
+        self.bar.set_message(label);
+        self.bar.set_length(progress.total.max(progress.done));
+        self.bar.set_position(progress.done);
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The daemon's one-sentence error, or a hint when the connection itself failed.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown if status.message().contains("transport") => {
+            anyhow!("lost the connection to shardd ({}); see `nshard daemon logs`", status.message())
+        }
+        _ => anyhow!("{}", status.message()),
+    }
+}
+
+/// Prints a line on stdout, returning (rather than panicking on) a closed pipe.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn json(value: &serde_json::Value) -> Result<()> {
+    say!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialize"));
+    Ok(())
+}
+
+/// `1.5 GiB`-style sizes.
+#[must_use]
+pub fn size(bytes: u64) -> String {
+    HumanBytes(bytes).to_string()
+}

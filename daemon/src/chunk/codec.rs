@@ -1,0 +1,152 @@
+//! The stored form of a chunk: a zstd frame when compression pays, the raw bytes otherwise.
+//!
+//! The two are told apart by the zstd frame magic (`28 B5 2F FD`). A raw chunk that happens to
+//! start with that magic is always stored compressed, so every stored object decodes one way
+//! only. The same object travels unchanged to directories, `shard-server` and S3.
+
+use std::io;
+
+use super::ChunkHash;
+use super::cdc::MAX_CHUNK_BYTES;
+
+/// The zstd frame magic number, little-endian on disk.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// zstd level 1: on model weights level 3 saves under 1% more and costs twice the time.
+const LEVEL: i32 = 1;
+
+/// Bytes compressed to decide whether a chunk is worth compressing at all.
+const PROBE_BYTES: usize = 64 * 1024;
+
+/// A chunk is stored compressed only when that saves at least 3% (measured on the probe):
+/// below that, decompression on every checkout costs more than the disk it saves.
+const WORTHWHILE_RATIO: f64 = 0.97;
+
+/// Largest object accepted for decoding: a maximum-size chunk that did not compress, plus the
+/// worst-case zstd framing overhead.
+pub const MAX_OBJECT_BYTES: usize = MAX_CHUNK_BYTES as usize + MAX_CHUNK_BYTES as usize / 128 + 1024;
+
+/// Why a stored object could not be turned back into its chunk.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The zstd frame is corrupt or expands beyond the maximum chunk size.
+    #[error("stored object is not a valid chunk encoding")]
+    Corrupt(#[source] io::Error),
+    /// The object is larger than any valid encoding.
+    #[error("stored object is {0} bytes, more than any chunk can take")]
+    TooLarge(usize),
+    /// The decoded bytes do not hash to the expected id.
+    #[error("chunk content does not match its id {expected:#} (got {actual:#})")]
+    Mismatch {
+        /// The id the object was stored or requested under.
+        expected: ChunkHash,
+        /// The hash of what was decoded.
+        actual: ChunkHash,
+    },
+}
+
+/// Encodes a chunk for storage.
+///
+/// # Errors
+/// Only when zstd cannot allocate its context.
+pub fn encode(data: &[u8]) -> io::Result<Vec<u8>> {
+    let must_frame = data.starts_with(&ZSTD_MAGIC);
+    if !must_frame && !worth_compressing(data) {
+        return Ok(data.to_vec());
+    }
+    let frame = zstd::bulk::compress(data, LEVEL)?;
+    Ok(if must_frame || frame.len() < data.len() { frame } else { data.to_vec() })
+}
+
+/// Decodes a stored object, refusing anything that would expand beyond the maximum chunk size.
+pub fn decode(object: &[u8]) -> Result<Vec<u8>, Error> {
+    if object.len() > MAX_OBJECT_BYTES {
+        return Err(Error::TooLarge(object.len()));
+    }
+    if object.starts_with(&ZSTD_MAGIC) {
+        zstd::bulk::decompress(object, MAX_CHUNK_BYTES as usize).map_err(Error::Corrupt)
+    } else {
+        Ok(object.to_vec())
+    }
+}
+
+/// Decodes a stored object and checks that it is the chunk `expected`.
+pub fn decode_verified(object: &[u8], expected: &ChunkHash) -> Result<Vec<u8>, Error> {
+    let data = decode(object)?;
+    let actual = ChunkHash::of(&data);
+    if actual == *expected { Ok(data) } else { Err(Error::Mismatch { expected: *expected, actual }) }
+}
+
+/// Compresses a sample from the middle of the chunk; weights that do not compress are detected
+/// after 64 KiB of work instead of a whole chunk's.
+fn worth_compressing(data: &[u8]) -> bool {
+    if data.len() <= PROBE_BYTES {
+        return true;
+    }
+    let start = (data.len() - PROBE_BYTES) / 2;
+    let sample = &data[start..start + PROBE_BYTES];
+    match zstd::bulk::compress(sample, LEVEL) {
+        Ok(frame) => (frame.len() as f64) < sample.len() as f64 * WORTHWHILE_RATIO,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compressible_data_is_framed() {
+        let data = vec![7u8; 1 << 20];
+        let object = encode(&data).expect("encode");
+        assert!(object.starts_with(&ZSTD_MAGIC));
+        assert!(object.len() < 1024);
+        assert_eq!(decode(&object).expect("valid frame"), data);
+    }
+
+    #[test]
+    fn incompressible_data_is_stored_raw() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let data: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        assert_eq!(encode(&data).expect("encode"), data);
+    }
+
+    #[test]
+    fn raw_data_that_mimics_a_frame_is_still_unambiguous() {
+        let mut data = ZSTD_MAGIC.to_vec();
+        data.extend_from_slice(b"not really zstd");
+        let object = encode(&data).expect("encode");
+        assert_eq!(decode(&object).expect("wrapped in a real frame"), data);
+    }
+
+    #[test]
+    fn verification_names_both_hashes() {
+        let object = encode(b"hello").expect("encode");
+        let wrong = ChunkHash::of(b"bye");
+        let err = decode_verified(&object, &wrong).expect_err("hash differs");
+        assert!(matches!(err, Error::Mismatch { .. }));
+    }
+
+    #[test]
+    fn bombs_are_refused() {
+        let huge = vec![0u8; MAX_CHUNK_BYTES as usize + 1];
+        let frame = zstd::bulk::compress(&huge, 1).expect("compress");
+        assert!(matches!(decode(&frame), Err(Error::Corrupt(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), repeat in 1usize..4) {
+            let data = data.repeat(repeat);
+            prop_assert_eq!(decode(&encode(&data).unwrap()).unwrap(), data);
+        }
+    }
+}

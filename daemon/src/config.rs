@@ -1,0 +1,65 @@
+//! The daemon's configuration, resolved once at start-up: defaults < environment < flags.
+//! This is the only module that reads environment variables.
+//!
+//! | Variable | Meaning | Default |
+//! |---|---|---|
+//! | `SHARDD_SOCKET` | socket path | `$XDG_RUNTIME_DIR/shardd/shardd.sock`, else `${TMPDIR:-/tmp}/shardd-$UID/shardd.sock` |
+//! | `SHARDD_LOG` | tracing filter (`info`, `shardd=debug`, …) | `info` |
+//! | `SHARDD_IDLE_TIMEOUT` | exit after this long without requests (`0` = never) | `0` |
+//! | `XDG_RUNTIME_DIR`, `TMPDIR` | where the default socket lives | |
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the daemon needs to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The Unix socket to serve on.
+    pub socket: PathBuf,
+    /// Exit after this long without a request; zero disables the timeout.
+    pub idle_timeout: Duration,
+    /// True when `nshard` started this daemon (reported so a newer client may restart it).
+    pub auto_spawned: bool,
+    /// The tracing filter.
+    pub log_filter: String,
+}
+
+/// Values given on the command line, which win over the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--socket`.
+    pub socket: Option<PathBuf>,
+    /// `--idle-timeout`.
+    pub idle_timeout: Option<Duration>,
+    /// `--auto-spawned`.
+    pub auto_spawned: bool,
+}
+
+impl Config {
+    /// Resolves the configuration from the process environment and `overrides`.
+    #[must_use]
+    pub fn resolve(overrides: Overrides) -> Self {
+        let socket = overrides.socket.or_else(|| var("SHARDD_SOCKET").map(PathBuf::from));
+        let socket = socket.unwrap_or_else(|| {
+            let runtime = var("XDG_RUNTIME_DIR").map(PathBuf::from);
+            let tmp = var("TMPDIR").map(PathBuf::from);
+            shard_proto::default_socket_path(runtime.as_deref(), tmp.as_deref())
+        });
+        let idle_timeout = overrides
+            .idle_timeout
+            .or_else(|| var("SHARDD_IDLE_TIMEOUT").and_then(|v| humantime::parse_duration(&v).ok()))
+            .unwrap_or(Duration::ZERO);
+        Self {
+            socket,
+            idle_timeout,
+            auto_spawned: overrides.auto_spawned,
+            log_filter: var("SHARDD_LOG").unwrap_or_else(|| "info".to_owned()),
+        }
+    }
+}
+
+/// A non-empty environment variable.
+#[expect(clippy::disallowed_methods, reason = "config.rs is the one place that reads the environment")]
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

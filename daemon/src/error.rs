@@ -1,0 +1,196 @@
+//! The daemon's error type and its single mapping onto gRPC statuses.
+//!
+//! Every message completes a sentence a user can act on; `nshard` prints it as
+//! `nshard: <message>: <cause>: <cause>`.
+
+use std::error::Error as _;
+use std::io;
+use std::path::PathBuf;
+
+use crate::chunk::ChunkHash;
+use crate::{chunk, manifest, store};
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `.shard/` (or Git work tree, where one is enough) above the working directory.
+    #[error(
+        "not inside a NeuroShard repository (no .shard/ in {} or any parent): run `nshard init`",
+        .cwd.display()
+    )]
+    NotARepository {
+        /// Where the search started.
+        cwd: PathBuf,
+    },
+    /// A path argument points outside the repository.
+    #[error("{} is outside the repository at {}", .path.display(), .root.display())]
+    OutsideRepository {
+        /// The offending path.
+        path: PathBuf,
+        /// The repository root.
+        root: PathBuf,
+    },
+    /// A plain path argument that does not exist.
+    #[error("{path} does not exist (quote glob patterns so the shell leaves them to nshard)")]
+    PathNotFound {
+        /// Repository-relative path.
+        path: String,
+    },
+    /// A file that is neither tracked nor committed.
+    #[error("{path} is not tracked: run `nshard track {path}` first")]
+    NotTracked {
+        /// Repository-relative path.
+        path: String,
+    },
+    /// A file without a manifest where one is needed.
+    #[error("{path} has no manifest ({path}.shard.json): commit it first with `nshard commit`")]
+    NoManifest {
+        /// Repository-relative path of the file.
+        path: String,
+    },
+    /// A glob pattern that does not parse.
+    #[error("`{pattern}` is not a valid glob pattern")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// The parser's complaint.
+        #[source]
+        source: globset::Error,
+    },
+    /// A manifest that fails validation.
+    #[error("manifest {path} is invalid: {source}")]
+    Manifest {
+        /// Repository-relative path of the manifest.
+        path: String,
+        /// What is wrong.
+        source: manifest::Error,
+    },
+    /// A chunk a file needs is not in the local store.
+    #[error("chunk {hash:#} of {file} is not in the local store: run `nshard pull` to fetch it")]
+    ChunkMissing {
+        /// The chunk.
+        hash: ChunkHash,
+        /// The file that needs it.
+        file: String,
+    },
+    /// A stored chunk whose content does not match its name.
+    #[error(
+        "chunk {hash:#} of {file} is corrupted in the local store: delete {} and run `nshard pull`",
+        .object.display()
+    )]
+    ChunkCorrupt {
+        /// The chunk.
+        hash: ChunkHash,
+        /// The file that needs it.
+        file: String,
+        /// The damaged object file.
+        object: PathBuf,
+    },
+    /// A rebuilt file whose whole-file digest differs from the manifest.
+    #[error("rebuilt {file} does not match the SHA-256 in its manifest; nothing was written")]
+    FileDigestMismatch {
+        /// Repository-relative path.
+        file: String,
+    },
+    /// Checkout would destroy uncommitted edits.
+    #[error(
+        "{path} has changes that are not stored anywhere: commit them, or pass --force to discard them"
+    )]
+    WouldOverwrite {
+        /// Repository-relative path.
+        path: String,
+    },
+    /// The file kept changing while it was read.
+    #[error("{path} changed while it was being read; wait until it is fully written and retry")]
+    FileUnstable {
+        /// Repository-relative path.
+        path: String,
+    },
+    /// `.shard/config.toml` does not parse.
+    #[error("{} is invalid", .path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// Chunking parameters out of range.
+    #[error(transparent)]
+    Chunking(#[from] chunk::cdc::Error),
+    /// The sled index could not be opened or updated.
+    #[error("the index at {} failed (it is a cache: deleting it is safe)", .path.display())]
+    Index {
+        /// The index directory.
+        path: PathBuf,
+        /// What sled reported.
+        #[source]
+        source: sled::Error,
+    },
+    /// Chunk storage failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// Reading or writing files failed (fs-err puts the path in the message).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The whole chain as one line, with a hint when the disk is full.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = self.source();
+        let mut disk_full = false;
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            if let Some(io) = cause.downcast_ref::<io::Error>() {
+                disk_full |= io.kind() == io::ErrorKind::StorageFull;
+            }
+            source = cause.source();
+        }
+        if let Self::Io(io) = self {
+            disk_full |= io.kind() == io::ErrorKind::StorageFull;
+        }
+        if disk_full {
+            text.push_str(" (the disk is full: free some space and run the command again)");
+        }
+        text
+    }
+
+    fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::NotARepository { .. } | Self::WouldOverwrite { .. } | Self::FileUnstable { .. } => {
+                Code::FailedPrecondition
+            }
+            Self::OutsideRepository { .. }
+            | Self::BadPattern { .. }
+            | Self::NotTracked { .. }
+            | Self::Manifest { .. }
+            | Self::Chunking(_)
+            | Self::Config { .. } => Code::InvalidArgument,
+            Self::PathNotFound { .. } | Self::NoManifest { .. } | Self::ChunkMissing { .. } => {
+                Code::NotFound
+            }
+            _ => Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        let code = error.code();
+        if code == tonic::Code::Internal {
+            tracing::warn!(error = %error.render(), "request failed");
+        }
+        tonic::Status::new(code, error.render())
+    }
+}

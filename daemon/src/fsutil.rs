@@ -1,0 +1,40 @@
+//! Atomic file replacement: write a temporary sibling, fsync it, rename it over the target.
+//!
+//! Readers (and a crash at any moment) see either the old file or the new one, never a mix.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Replaces `path` with `bytes` atomically, keeping the old file's permissions if it had any.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = temp_sibling(path)?;
+    tmp.write_all(bytes).map_err(|e| with_path(e, tmp.path()))?;
+    persist(tmp, path)
+}
+
+/// A temporary file in the same directory as `path` (so the final rename is atomic), named
+/// `.<file name>.<random>.tmp` so it is obviously ours if a crash leaves it behind.
+pub fn temp_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| with_path(e, dir))
+}
+
+/// Flushes `tmp` to disk and renames it to `path`, keeping `path`'s permissions if it exists.
+pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(tmp.path(), meta.permissions()).map_err(|e| with_path(e, path))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| with_path(e, tmp.path()))?;
+    let _ = tmp.persist(path).map_err(|e| with_path(e.error, path))?;
+    Ok(())
+}
+
+/// Adds the path to an I/O error's message, the way fs-err does.
+pub fn with_path(error: io::Error, path: &Path) -> io::Error {
+    io::Error::new(error.kind(), format!("{error} ({})", path.display()))
+}

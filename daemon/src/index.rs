@@ -1,0 +1,160 @@
+//! The sled index of a repository (`.shard/index/`): what the daemon already knows about each
+//! working file, keyed by its identity on disk, so `status` and `commit` need not re-read
+//! unchanged files. It is a cache: deleting it loses nothing.
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+
+use crate::chunk::ChunkHash;
+use crate::error::{Error, Result};
+
+/// sled's page cache is sized for databases far larger than ours; 8 MiB keeps the idle daemon
+/// small while holding tens of thousands of file entries.
+const CACHE_BYTES: u64 = 8 << 20;
+
+/// The identity of a file's content as far as a `stat` can tell: if any of these change, the
+/// content may have changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (ns since the epoch).
+    pub mtime_ns: i64,
+    /// Status change time (ns since the epoch); catches edits that restore the mtime.
+    pub ctime_ns: i64,
+}
+
+impl FileStamp {
+    /// The stamp of a file from its metadata.
+    #[must_use]
+    pub fn of(meta: &Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+
+    /// Stats `path` (following symlinks).
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        Ok(Self::of(&fs::metadata(path)?))
+    }
+
+    fn encode(&self, sha256: &ChunkHash) -> Vec<u8> {
+        let mut out = Vec::with_capacity(72);
+        for n in [self.dev, self.ino, self.size, self.mtime_ns as u64, self.ctime_ns as u64] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(sha256.as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<(Self, ChunkHash)> {
+        if bytes.len() != 72 {
+            return None;
+        }
+        let n = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let stamp = Self {
+            dev: n(0),
+            ino: n(1),
+            size: n(2),
+            mtime_ns: n(3) as i64,
+            ctime_ns: n(4) as i64,
+        };
+        let hash: [u8; 32] = bytes[40..72].try_into().expect("32 bytes");
+        Some((stamp, ChunkHash::from_bytes(hash)))
+    }
+}
+
+/// A repository's index.
+#[derive(Clone)]
+pub struct Index {
+    path: PathBuf,
+    files: sled::Tree,
+    db: sled::Db,
+}
+
+impl Index {
+    /// Opens (or creates) the index in `dir`. A damaged index is deleted and rebuilt empty.
+    pub fn open(dir: &Path) -> Result<Self> {
+        match Self::try_open(dir) {
+            Ok(index) => Ok(index),
+            Err(sled::Error::Corruption { .. } | sled::Error::Unsupported(_)) => {
+                tracing::warn!(path = %dir.display(), "index is damaged; rebuilding it");
+                fs::remove_dir_all(dir)?;
+                Self::try_open(dir).map_err(|source| Error::Index { path: dir.into(), source })
+            }
+            Err(source) => Err(Error::Index { path: dir.into(), source }),
+        }
+    }
+
+    fn try_open(dir: &Path) -> sled::Result<Self> {
+        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
+        let files = db.open_tree("files")?;
+        Ok(Self { path: dir.to_path_buf(), files, db })
+    }
+
+    /// The content hash recorded for `file` if its stamp is still `stamp`.
+    #[must_use]
+    pub fn known_hash(&self, file: &str, stamp: &FileStamp) -> Option<ChunkHash> {
+        let bytes = self.files.get(file.as_bytes()).ok()??;
+        let (recorded, hash) = FileStamp::decode(&bytes)?;
+        (recorded == *stamp).then_some(hash)
+    }
+
+    /// Records that `file`, as identified by `stamp`, has content `sha256`.
+    pub fn record(&self, file: &str, stamp: &FileStamp, sha256: &ChunkHash) -> Result<()> {
+        let _ = self
+            .files
+            .insert(file.as_bytes(), stamp.encode(sha256))
+            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+        Ok(())
+    }
+
+    /// Forgets `file`.
+    pub fn forget(&self, file: &str) -> Result<()> {
+        let _ = self
+            .files
+            .remove(file.as_bytes())
+            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+        Ok(())
+    }
+
+    /// Writes everything to disk (on shutdown).
+    pub fn flush(&self) -> Result<()> {
+        let _ = self.db.flush().map_err(|source| Error::Index { path: self.path.clone(), source })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").expect("write");
+        let stamp = FileStamp::read(&file).expect("stat");
+        let hash = ChunkHash::of(b"x");
+        {
+            let index = Index::open(&dir.path().join("index")).expect("open");
+            index.record("f", &stamp, &hash).expect("record");
+            index.flush().expect("flush");
+        }
+        let index = Index::open(&dir.path().join("index")).expect("reopen");
+        assert_eq!(index.known_hash("f", &stamp), Some(hash));
+        let changed = FileStamp { size: 2, ..stamp };
+        assert_eq!(index.known_hash("f", &changed), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! `shardd`: parse flags, set up logging, resolve the configuration and run the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use shardd::config::{Config, Overrides};
+use tokio_util::sync::CancellationToken;
+
+/// The NeuroShard daemon. Runs in the foreground; `nshard` starts it on demand.
+#[derive(Parser)]
+#[command(version, about)]
+struct Flags {
+    /// Unix socket to serve on [env: SHARDD_SOCKET].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Exit after this long without requests, e.g. `30m` (`0` = never) [env: SHARDD_IDLE_TIMEOUT].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Set by `nshard` when it starts the daemon, so a newer client may restart it.
+    #[arg(long, hide = true)]
+    auto_spawned: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let config = Config::resolve(Overrides {
+        socket: flags.socket,
+        idle_timeout: flags.idle_timeout,
+        auto_spawned: flags.auto_spawned,
+    });
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match shardd::run(config, CancellationToken::new()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("shardd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The repository operations behind each command. They are synchronous (they read and write
+//! files) and run on blocking threads; progress goes out through a [`Reporter`].
+
+pub mod checkout;
+pub mod commit;
+pub mod diff;
+pub mod gc;
+pub mod gitignore;
+pub mod hashing;
+pub mod status;
+pub mod track;
+
+use std::time::{Duration, Instant};
+
+use shard_proto::{Progress, ProgressUnit};
+use tokio::sync::mpsc;
+
+/// Progress is sent at most this often: smooth bars without flooding the socket.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Sends throttled progress to the client. Never blocks the work: when the client reads
+/// slowly, intermediate updates are dropped.
+pub struct Reporter {
+    tx: Option<mpsc::Sender<Progress>>,
+    last: Option<Instant>,
+}
+
+impl Reporter {
+    /// Reports into `tx`.
+    #[must_use]
+    pub fn new(tx: mpsc::Sender<Progress>) -> Self {
+        Self { tx: Some(tx), last: None }
+    }
+
+    /// Reports nowhere (background work, tests).
+    #[must_use]
+    pub fn silent() -> Self {
+        Self { tx: None, last: None }
+    }
+
+    /// Reports progress if enough time has passed since the last report (or `force`).
+    pub fn report(&mut self, phase: &str, path: &str, done: u64, total: u64, unit: ProgressUnit) {
+        let Some(tx) = &self.tx else { return };
+        let now = Instant::now();
+        let due = self.last.is_none_or(|last| now.duration_since(last) >= PROGRESS_INTERVAL);
+        if !due && done < total {
+            return;
+        }
+        self.last = Some(now);
+        let _ = tx.try_send(Progress {
+            phase: phase.to_owned(),
+            path: path.to_owned(),
+            done,
+            total,
+            unit: unit.into(),
+        });
+    }
+
+    /// Byte progress.
+    pub fn bytes(&mut self, phase: &str, path: &str, done: u64, total: u64) {
+        self.report(phase, path, done, total, ProgressUnit::Bytes);
+    }
+}

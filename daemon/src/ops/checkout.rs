@@ -1,0 +1,135 @@
+//! `nshard checkout`: rebuild working files from the local store. Every chunk is verified as
+//! it is read, the whole file is verified before it is renamed into place, and a file whose
+//! current content is stored nowhere is never overwritten without `--force`.
+
+use std::io::Write;
+use std::path::Path;
+
+use fs_err as fs;
+use sha2::{Digest, Sha256};
+
+use crate::chunk::ChunkHash;
+use crate::error::{Error, Result};
+use crate::fsutil::{persist, temp_sibling, with_path};
+use crate::index::{FileStamp, Index};
+use crate::manifest::Manifest;
+use crate::ops::Reporter;
+use crate::ops::hashing::hash_file;
+use crate::ops::status::content_hash;
+use crate::repo::Repo;
+use crate::store;
+
+/// What a checkout did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckoutReport {
+    /// Files written.
+    pub written: Vec<String>,
+    /// Files that already matched.
+    pub unchanged: u32,
+    /// Bytes written.
+    pub bytes_written: u64,
+}
+
+/// Checks out `files` (repository-relative; each must have a manifest).
+pub fn checkout(
+    repo: &Repo,
+    index: &Index,
+    files: &[String],
+    force: bool,
+    reporter: &mut Reporter,
+) -> Result<CheckoutReport> {
+    // Validate every manifest before writing anything.
+    let manifests: Vec<(String, Manifest)> =
+        files.iter().map(|f| Ok((f.clone(), repo.read_manifest(f)?))).collect::<Result<_>>()?;
+    let mut report = CheckoutReport::default();
+    for (file, manifest) in &manifests {
+        let path = repo.abs(file);
+        if path.exists() {
+            if content_hash(repo, index, file)? == manifest.sha256 {
+                report.unchanged += 1;
+                continue;
+            }
+            if !force && !content_is_stored(repo, file)? {
+                return Err(Error::WouldOverwrite { path: file.clone() });
+            }
+        }
+        if let Some(chunk) = manifest.chunks.iter().find(|c| !repo.store.contains(&c.sha256)) {
+            return Err(Error::ChunkMissing { hash: chunk.sha256, file: file.clone() });
+        }
+        ensure_parent_inside(repo, &path)?;
+        write_file(repo, file, manifest, &path, reporter)?;
+        index.record(file, &FileStamp::read(&path)?, &manifest.sha256)?;
+        report.bytes_written += manifest.size;
+        report.written.push(file.clone());
+    }
+    Ok(report)
+}
+
+/// Every manifest in the working tree, as file paths.
+pub fn all_files(repo: &Repo) -> Result<Vec<String>> {
+    Ok(repo
+        .manifests()?
+        .into_iter()
+        .filter_map(|m| m.strip_suffix(crate::manifest::SUFFIX).map(str::to_owned))
+        .collect())
+}
+
+/// True when every chunk of the working file is in the store, so overwriting it loses nothing.
+fn content_is_stored(repo: &Repo, file: &str) -> Result<bool> {
+    let hashed =
+        hash_file(&repo.abs(file), file, &repo.config.chunking, None, &mut Reporter::silent())?;
+    Ok(hashed.chunks.iter().all(|c| repo.store.contains(&c.sha256)))
+}
+
+/// Creates the file's directory and makes sure it resolves inside the repository (a symlinked
+/// directory must not lead a checkout outside it).
+fn ensure_parent_inside(repo: &Repo, path: &Path) -> Result<()> {
+    let parent = path.parent().expect("a repository file has a parent");
+    fs::create_dir_all(parent)?;
+    let real = fs::canonicalize(parent)?;
+    if real.starts_with(&repo.root) {
+        Ok(())
+    } else {
+        Err(Error::OutsideRepository { path: real, root: repo.root.clone() })
+    }
+}
+
+fn write_file(
+    repo: &Repo,
+    file: &str,
+    manifest: &Manifest,
+    path: &Path,
+    reporter: &mut Reporter,
+) -> Result<()> {
+    let mut tmp = temp_sibling(path)?;
+    let mut whole = Sha256::new();
+    let mut done = 0u64;
+    {
+        let mut out = std::io::BufWriter::with_capacity(8 << 20, tmp.as_file_mut());
+        for chunk in &manifest.chunks {
+            let data = read_chunk(repo, &chunk.sha256, file)?;
+            whole.update(&data);
+            out.write_all(&data).map_err(|e| with_path(e, path))?;
+            done += data.len() as u64;
+            reporter.bytes("checking out", file, done, manifest.size);
+        }
+        out.flush().map_err(|e| with_path(e, path))?;
+    }
+    if ChunkHash::from_hasher(whole) != manifest.sha256 {
+        return Err(Error::FileDigestMismatch { file: file.to_owned() });
+    }
+    persist(tmp, path)?;
+    Ok(())
+}
+
+fn read_chunk(repo: &Repo, hash: &ChunkHash, file: &str) -> Result<Vec<u8>> {
+    repo.store.read_chunk(hash).map_err(|e| match e {
+        store::Error::NotFound(hash) => Error::ChunkMissing { hash, file: file.to_owned() },
+        store::Error::Corrupt { hash, .. } => Error::ChunkCorrupt {
+            hash,
+            file: file.to_owned(),
+            object: repo.store.object_path(&hash),
+        },
+        other => other.into(),
+    })
+}

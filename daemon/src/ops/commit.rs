@@ -1,0 +1,116 @@
+//! `nshard commit`: chunk and store every changed tracked file, then write its manifest.
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::index::{FileStamp, Index};
+use crate::manifest::{self, Manifest};
+use crate::ops::Reporter;
+use crate::ops::hashing::hash_file;
+use crate::repo::Repo;
+
+/// What to commit.
+#[derive(Clone, Debug, Default)]
+pub struct CommitOptions {
+    /// Stored in each manifest written.
+    pub message: String,
+    /// Repository-relative files to restrict the commit to; empty means all tracked files.
+    pub paths: Vec<String>,
+    /// RFC 3339 timestamp for the manifests.
+    pub created_at: String,
+}
+
+/// One file whose manifest was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The manifest written.
+    pub manifest: Manifest,
+    /// Chunks stored for the first time.
+    pub new_chunks: u64,
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Files whose manifest was (re)written.
+    pub committed: Vec<Committed>,
+    /// Files already committed as they are.
+    pub unchanged: u32,
+    /// Chunks stored for the first time.
+    pub new_chunks: u64,
+    /// Chunks that were already stored.
+    pub reused_chunks: u64,
+    /// Content bytes in new chunks.
+    pub new_bytes: u64,
+    /// Bytes written to the store.
+    pub stored_bytes: u64,
+}
+
+/// Commits the tracked files selected by `options`.
+pub fn commit(
+    repo: &Repo,
+    index: &Index,
+    options: &CommitOptions,
+    reporter: &mut Reporter,
+) -> Result<CommitReport> {
+    let candidates = select(repo, &options.paths)?;
+    let mut report = CommitReport::default();
+    for file in candidates {
+        let previous = if repo.has_manifest(&file) { Some(repo.read_manifest(&file)?) } else { None };
+        let path = repo.abs(&file);
+        if let Some(previous) = &previous {
+            let stamp = FileStamp::read(&path)?;
+            let unchanged_size = stamp.size == previous.size;
+            if unchanged_size && index.known_hash(&file, &stamp) == Some(previous.sha256) {
+                let present = previous.chunks.iter().all(|c| repo.store.contains(&c.sha256));
+                if present {
+                    report.unchanged += 1;
+                    report.reused_chunks += previous.chunks.len() as u64;
+                    continue;
+                }
+            }
+        }
+        let hashed = hash_file(&path, &file, &repo.config.chunking, Some(&repo.store), reporter)?;
+        index.record(&file, &hashed.stamp.expect("set after hashing"), &hashed.digest())?;
+        report.new_chunks += hashed.new_chunks;
+        report.reused_chunks += hashed.chunks.len() as u64 - hashed.new_chunks;
+        report.new_bytes += hashed.new_bytes;
+        report.stored_bytes += hashed.stored_bytes;
+        let manifest = Manifest {
+            format: manifest::FORMAT.to_owned(),
+            path: file.clone(),
+            size: hashed.size,
+            sha256: hashed.digest(),
+            chunking: repo.config.chunking,
+            message: options.message.clone(),
+            created_at: options.created_at.clone(),
+            chunks: hashed.chunks,
+        };
+        if previous.as_ref().is_some_and(|p| p.same_content(&manifest) && p.path == file) {
+            report.unchanged += 1;
+            continue;
+        }
+        write_atomic(&repo.abs(&format!("{file}{}", manifest::SUFFIX)), manifest.to_json().as_bytes())?;
+        report.committed.push(Committed { manifest, new_chunks: hashed.new_chunks });
+    }
+    Ok(report)
+}
+
+/// The existing tracked files to look at: all of them, or the named ones (each of which must
+/// exist and be tracked).
+fn select(repo: &Repo, paths: &[String]) -> Result<Vec<String>> {
+    let tracked = repo.tracked()?;
+    if paths.is_empty() {
+        return Ok(tracked.into_iter().filter(|t| t.exists).map(|t| t.path).collect());
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        let found = tracked.iter().find(|t| &t.path == path);
+        match found {
+            Some(t) if t.exists => out.push(t.path.clone()),
+            Some(_) => return Err(Error::PathNotFound { path: path.clone() }),
+            None if repo.abs(path).is_file() => return Err(Error::NotTracked { path: path.clone() }),
+            None => return Err(Error::PathNotFound { path: path.clone() }),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,101 @@
+//! The block of `.gitignore` that NeuroShard manages: `.shard/` and every tracked file, never
+//! a manifest. Lines outside the block are the user's and are never touched.
+
+use std::io;
+
+use fs_err as fs;
+
+use crate::error::Result;
+use crate::fsutil::write_atomic;
+use crate::manifest;
+use crate::repo::Repo;
+
+const BEGIN: &str = "# >>> neuroshard: managed by `nshard` (edit outside this block)";
+const END: &str = "# <<< neuroshard";
+
+/// Writes (or rewrites) the managed block. Returns the entries written.
+pub fn write_block(repo: &Repo) -> Result<Vec<String>> {
+    let path = repo.root.join(".gitignore");
+    let existing = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let entries = entries(repo)?;
+    let text = splice(&existing, &entries);
+    if text != existing {
+        write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(entries)
+}
+
+/// Rewrites the block only if `nshard git-init` created one.
+pub fn refresh_if_managed(repo: &Repo) -> Result<()> {
+    let path = repo.root.join(".gitignore");
+    match fs::read_to_string(&path) {
+        Ok(text) if text.contains(BEGIN) => write_block(repo).map(drop),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `/.shard/`, each tracked pattern and committed file (anchored at the root), and a final
+/// re-include of manifests so no pattern can hide one from Git.
+fn entries(repo: &Repo) -> Result<Vec<String>> {
+    let mut entries = vec![format!("/{}/", crate::repo::SHARD_DIR)];
+    let mut add = |entry: String| {
+        if !entries.contains(&entry) {
+            entries.push(entry);
+        }
+    };
+    for pattern in &repo.config.track.patterns {
+        add(format!("/{pattern}"));
+    }
+    for tracked in repo.tracked()? {
+        add(format!("/{}", tracked.path));
+    }
+    entries.push(format!("!*{}", manifest::SUFFIX));
+    Ok(entries)
+}
+
+fn splice(existing: &str, entries: &[String]) -> String {
+    let mut block = String::new();
+    block.push_str(BEGIN);
+    block.push('\n');
+    for entry in entries {
+        block.push_str(entry);
+        block.push('\n');
+    }
+    block.push_str(END);
+    block.push('\n');
+    if let (Some(start), Some(end)) = (existing.find(BEGIN), existing.find(END)) {
+        if start < end {
+            let after = &existing[end + END.len()..];
+            let after = after.strip_prefix('\n').unwrap_or(after);
+            return format!("{}{block}{after}", &existing[..start]);
+        }
+    }
+    let mut text = existing.to_owned();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&block);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_keeps_user_lines_and_replaces_the_block() {
+        let first = splice("target/\n", &["/.shard/".into()]);
+        assert!(first.starts_with("target/\n# >>> neuroshard"));
+        let second = splice(&format!("{first}*.log\n"), &["/.shard/".into(), "/a.bin".into()]);
+        assert_eq!(second.matches(BEGIN).count(), 1);
+        assert!(second.contains("/a.bin\n"));
+        assert!(second.ends_with("*.log\n"));
+        assert!(second.starts_with("target/\n"));
+    }
+}

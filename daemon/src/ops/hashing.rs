@@ -1,0 +1,170 @@
+//! Reading a file once to cut, hash and (optionally) store its chunks, in parallel across
+//! cores: the calling thread reads, cuts and keeps the whole-file SHA-256; worker threads hash
+//! each chunk and compress and store the new ones.
+
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use fs_err as fs;
+use sha2::{Digest, Sha256};
+
+use super::Reporter;
+use crate::chunk::ChunkHash;
+use crate::chunk::cdc::{Chunking, Piece};
+use crate::error::{Error, Result};
+use crate::index::FileStamp;
+use crate::manifest::ChunkRef;
+use crate::store::local::LocalStore;
+
+/// Large reads keep the disk streaming and syscalls rare.
+const READ_BUFFER_BYTES: usize = 8 << 20;
+
+/// Times a file is re-read when it changes under us before giving up.
+const STABILITY_ATTEMPTS: usize = 3;
+
+/// The result of reading a whole file.
+#[derive(Clone, Debug, Default)]
+pub struct Hashed {
+    /// The chunks in order.
+    pub chunks: Vec<ChunkRef>,
+    /// Size of the file.
+    pub size: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: Option<ChunkHash>,
+    /// The file's stamp, identical before and after the read.
+    pub stamp: Option<FileStamp>,
+    /// Chunks newly written to the store.
+    pub new_chunks: u64,
+    /// Content bytes in new chunks.
+    pub new_bytes: u64,
+    /// Bytes written to the store.
+    pub stored_bytes: u64,
+}
+
+impl Hashed {
+    /// The whole-file digest (always set once hashing succeeded).
+    #[must_use]
+    pub fn digest(&self) -> ChunkHash {
+        self.sha256.expect("set by hash_file")
+    }
+}
+
+/// Cuts and hashes `path`, storing new chunks in `store` when one is given. The file must stay
+/// unchanged while it is read; a file that keeps changing is an error.
+pub fn hash_file(
+    path: &Path,
+    rel: &str,
+    chunking: &Chunking,
+    store: Option<&LocalStore>,
+    reporter: &mut Reporter,
+) -> Result<Hashed> {
+    for _ in 0..STABILITY_ATTEMPTS {
+        let before = FileStamp::read(path)?;
+        let mut hashed = read_once(path, rel, chunking, store, before.size, reporter)?;
+        let after = FileStamp::read(path)?;
+        if before == after && hashed.size == after.size {
+            hashed.stamp = Some(after);
+            return Ok(hashed);
+        }
+        tracing::debug!(path = rel, "file changed while it was read; reading it again");
+    }
+    Err(Error::FileUnstable { path: rel.to_owned() })
+}
+
+/// Work item for a chunk worker.
+type Job = (usize, Piece);
+/// What a worker sends back: index, chunk ref, stored bytes if new.
+type Done = Result<(usize, ChunkRef, Option<u64>)>;
+
+fn read_once(
+    path: &Path,
+    rel: &str,
+    chunking: &Chunking,
+    store: Option<&LocalStore>,
+    total: u64,
+    reporter: &mut Reporter,
+) -> Result<Hashed> {
+    let file = fs::File::open(path)?;
+    let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+    let workers = thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2);
+    let (job_tx, job_rx) = sync_channel::<Job>(workers);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
+
+    thread::scope(|scope| {
+        for _ in 0..workers {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            let _ = scope.spawn(move || worker(&job_rx, &done_tx, store));
+        }
+        drop(done_tx);
+
+        let mut whole = Sha256::new();
+        let mut size = 0u64;
+        let mut count = 0usize;
+        let mut read_error = None;
+        for (i, piece) in chunking.split(reader).enumerate() {
+            match piece {
+                Ok(piece) => {
+                    whole.update(&piece.data);
+                    size += piece.data.len() as u64;
+                    count = i + 1;
+                    reporter.bytes("chunking", rel, size, total.max(size));
+                    if job_tx.send((i, piece)).is_err() {
+                        break; // A worker failed; its error is collected below.
+                    }
+                }
+                Err(e) => {
+                    read_error = Some(crate::fsutil::with_path(e, path));
+                    break;
+                }
+            }
+        }
+        drop(job_tx);
+        if let Some(e) = read_error {
+            return Err(e.into());
+        }
+        collect(&done_rx, count, size, ChunkHash::from_hasher(whole))
+    })
+}
+
+fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, store: Option<&LocalStore>) {
+    loop {
+        let job = jobs.lock().map(|rx| rx.recv());
+        let Ok(Ok((i, piece))) = job else { return };
+        let hash = ChunkHash::of(&piece.data);
+        let chunk = ChunkRef { offset: piece.offset, size: piece.data.len() as u32, sha256: hash };
+        let stored = match store.map(|s| s.put_chunk(&hash, &piece.data)) {
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok(stored)) => Ok(stored),
+            None => Ok(None),
+        };
+        if done.send(stored.map(|s| (i, chunk, s))).is_err() {
+            return;
+        }
+    }
+}
+
+fn collect(
+    done: &Receiver<Done>,
+    count: usize,
+    size: u64,
+    sha256: ChunkHash,
+) -> Result<Hashed> {
+    let mut slots: Vec<Option<ChunkRef>> = vec![None; count];
+    let mut hashed = Hashed { size, sha256: Some(sha256), ..Hashed::default() };
+    for result in done {
+        let (i, chunk, stored) = result?;
+        if let Some(stored) = stored {
+            hashed.new_chunks += 1;
+            hashed.new_bytes += u64::from(chunk.size);
+            hashed.stored_bytes += stored;
+        }
+        slots[i] = Some(chunk);
+    }
+    hashed.chunks = slots.into_iter().map(|c| c.expect("every chunk was processed")).collect();
+    Ok(hashed)
+}

@@ -1,0 +1,77 @@
+//! `nshard status`: the state of every tracked file, answered from the index plus a `stat`
+//! of each file whenever the daemon already knows the content.
+
+use crate::error::Result;
+use crate::index::{FileStamp, Index};
+use crate::ops::Reporter;
+use crate::ops::hashing::hash_file;
+use crate::repo::Repo;
+
+/// The state of a tracked file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Matches its manifest.
+    Clean,
+    /// Differs from its manifest.
+    Modified,
+    /// Never committed.
+    New,
+    /// Manifest present, file absent.
+    Missing,
+}
+
+/// One file's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileReport {
+    /// Repository-relative path.
+    pub path: String,
+    /// Its state.
+    pub state: State,
+    /// Size of the working file.
+    pub size: u64,
+    /// Chunks of the manifest.
+    pub chunks: u64,
+    /// Chunks of the manifest missing from the local store.
+    pub missing_chunks: u64,
+}
+
+/// The status of every tracked file.
+pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
+    let mut out = Vec::new();
+    for tracked in repo.tracked()? {
+        let path = repo.abs(&tracked.path);
+        let size = if tracked.exists { FileStamp::read(&path)?.size } else { 0 };
+        let mut report =
+            FileReport { path: tracked.path.clone(), state: State::New, size, chunks: 0, missing_chunks: 0 };
+        if tracked.has_manifest {
+            let manifest = repo.read_manifest(&tracked.path)?;
+            report.chunks = manifest.chunks.len() as u64;
+            report.missing_chunks =
+                manifest.chunks.iter().filter(|c| !repo.store.contains(&c.sha256)).count() as u64;
+            report.state = if !tracked.exists {
+                State::Missing
+            } else if size != manifest.size {
+                State::Modified
+            } else if content_hash(repo, index, &tracked.path)? == manifest.sha256 {
+                State::Clean
+            } else {
+                State::Modified
+            };
+        }
+        out.push(report);
+    }
+    Ok(out)
+}
+
+/// The whole-file hash of a working file: from the index when its stamp is unchanged,
+/// otherwise by reading it once (and remembering the answer).
+pub fn content_hash(repo: &Repo, index: &Index, file: &str) -> Result<crate::chunk::ChunkHash> {
+    let path = repo.abs(file);
+    let stamp = FileStamp::read(&path)?;
+    if let Some(hash) = index.known_hash(file, &stamp) {
+        return Ok(hash);
+    }
+    let hashed = hash_file(&path, file, &repo.config.chunking, None, &mut Reporter::silent())?;
+    index.record(file, &hashed.stamp.expect("set after hashing"), &hashed.digest())?;
+    Ok(hashed.digest())
+}

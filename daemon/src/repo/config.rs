@@ -1,0 +1,80 @@
+//! `.shard/config.toml`: the repository's chunking, tracked patterns and remotes.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use fs_err as fs;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::cdc::Chunking;
+use crate::error::{Error, Result};
+
+/// The repository configuration. Unknown keys are refused so typos do not go unnoticed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepoConfig {
+    /// How files are cut into chunks (default: FastCDC 1 / 4 / 16 MiB).
+    pub chunking: Chunking,
+    /// What is tracked.
+    pub track: Track,
+    /// Named remotes.
+    pub remotes: BTreeMap<String, RemoteEntry>,
+}
+
+/// Tracked paths and glob patterns, repository-relative.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Track {
+    /// Patterns in the order they were added.
+    pub patterns: Vec<String>,
+}
+
+/// A named remote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteEntry {
+    /// `http(s)://…`, `file://…` or a directory, `s3://bucket/prefix`.
+    pub url: String,
+    /// Used when no remote is named.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+}
+
+impl RepoConfig {
+    /// Reads the configuration; a missing file means defaults.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let config: Self =
+            toml::from_str(&text).map_err(|source| Error::Config { path: path.into(), source })?;
+        config.chunking.validate()?;
+        Ok(config)
+    }
+
+    /// Writes the configuration atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string_pretty(self).expect("the config always serializes");
+        crate::fsutil::write_atomic(path, text.as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip() {
+        let mut config = RepoConfig::default();
+        config.track.patterns.push("models/*.bin".into());
+        let _ = config
+            .remotes
+            .insert("origin".into(), RemoteEntry { url: "http://x".into(), default: true });
+        let text = toml::to_string_pretty(&config).expect("serialize");
+        assert_eq!(toml::from_str::<RepoConfig>(&text).expect("parse"), config);
+    }
+}

@@ -1,0 +1,66 @@
+//! The repositories this daemon serves: each request's working directory is resolved to a
+//! repository, whose index is opened once and kept, and whose mutating operations are
+//! serialised by a per-repository lock (so `gc` can never race a `commit` in this daemon).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::repo::Repo;
+
+/// Per-repository state kept across requests.
+pub struct Handle {
+    /// The repository's index.
+    pub index: Index,
+    /// Held by operations that write to the store or the working tree.
+    pub lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Every repository served so far, by root.
+#[derive(Default)]
+pub struct Repos {
+    open: Mutex<BTreeMap<PathBuf, Arc<Handle>>>,
+}
+
+impl Repos {
+    /// Resolves the repository containing `cwd` (an absolute path sent by the client).
+    pub fn resolve(&self, cwd: &str) -> Result<(Repo, Arc<Handle>)> {
+        let cwd = Path::new(cwd);
+        if !cwd.is_absolute() {
+            return Err(Error::NotARepository { cwd: cwd.to_path_buf() });
+        }
+        let repo = Repo::discover(cwd)?;
+        let handle = self.handle(&repo)?;
+        Ok((repo, handle))
+    }
+
+    /// The state of an already discovered repository, opening its index on first use.
+    pub fn handle(&self, repo: &Repo) -> Result<Arc<Handle>> {
+        let mut open = self.open.lock().expect("no code panics while holding this lock");
+        if let Some(handle) = open.get(&repo.root) {
+            return Ok(Arc::clone(handle));
+        }
+        let index = Index::open(&repo.shard_dir().join("index"))?;
+        let handle = Arc::new(Handle { index, lock: Arc::default() });
+        let _ = open.insert(repo.root.clone(), Arc::clone(&handle));
+        Ok(handle)
+    }
+
+    /// Roots of every repository served.
+    #[must_use]
+    pub fn roots(&self) -> Vec<PathBuf> {
+        self.open.lock().expect("no code panics while holding this lock").keys().cloned().collect()
+    }
+
+    /// Flushes every index (on shutdown).
+    pub fn flush_all(&self) {
+        let open = self.open.lock().expect("no code panics while holding this lock");
+        for (root, handle) in open.iter() {
+            if let Err(e) = handle.index.flush() {
+                tracing::warn!(root = %root.display(), error = %e.render(), "index flush failed");
+            }
+        }
+    }
+}

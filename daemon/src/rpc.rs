@@ -1,0 +1,213 @@
+//! `impl Shardd for Service`: decode each request, call the domain operation, encode the
+//! answer. No repository logic lives here.
+
+mod convert;
+mod streaming;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shard_proto as pb;
+use shard_proto::shardd_server::Shardd;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::chunk::cdc::{Chunking, DEFAULT_AVG_BYTES};
+use crate::error::Result;
+use crate::ops::{self, checkout, commit, diff, gc, gitignore, status, track};
+use crate::repo::Repo;
+use crate::repos::Repos;
+use streaming::{RpcStream, blocking, stream_blocking};
+
+/// The daemon's gRPC service.
+pub struct Service {
+    repos: Arc<Repos>,
+    shutdown: CancellationToken,
+    socket: String,
+    auto_spawned: bool,
+    started: Instant,
+}
+
+impl Service {
+    /// A service over `repos` that cancels `shutdown` when asked to stop.
+    #[must_use]
+    pub fn new(repos: Arc<Repos>, shutdown: CancellationToken, socket: &Path, auto_spawned: bool) -> Self {
+        Self {
+            repos,
+            shutdown,
+            socket: socket.display().to_string(),
+            auto_spawned,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` from the client's environment (reproducible manifests), else now.
+fn created_at(env: &HashMap<String, String>) -> String {
+    let time = env
+        .get("SOURCE_DATE_EPOCH")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or_else(SystemTime::now, |secs| UNIX_EPOCH + Duration::from_secs(secs));
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[tonic::async_trait]
+impl Shardd for Service {
+    type CommitStream = RpcStream<pb::CommitResponse>;
+    type CheckoutStream = RpcStream<pb::CheckoutResponse>;
+    type GcStream = RpcStream<pb::GcResponse>;
+
+    async fn daemon_status(
+        &self,
+        _: Request<pb::DaemonStatusRequest>,
+    ) -> Result<Response<pb::DaemonStatusResponse>, Status> {
+        Ok(Response::new(pb::DaemonStatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: shard_proto::PROTOCOL_VERSION,
+            pid: std::process::id(),
+            socket: self.socket.clone(),
+            auto_spawned: self.auto_spawned,
+            uptime_secs: self.started.elapsed().as_secs(),
+            repositories: self.repos.roots().iter().map(|r| r.display().to_string()).collect(),
+        }))
+    }
+
+    async fn shutdown(
+        &self,
+        _: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownResponse>, Status> {
+        tracing::info!("shutdown requested by a client");
+        self.shutdown.cancel();
+        Ok(Response::new(pb::ShutdownResponse {}))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn init(&self, request: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
+        let req = request.into_inner();
+        let size = u32::try_from(req.chunk_size).unwrap_or(u32::MAX);
+        let chunking = match (req.fixed, size) {
+            (false, 0) => Chunking::default(),
+            (false, avg) => Chunking::fastcdc(avg).map_err(crate::Error::from)?,
+            (true, 0) => Chunking::fixed(DEFAULT_AVG_BYTES).map_err(crate::Error::from)?,
+            (true, block) => Chunking::fixed(block).map_err(crate::Error::from)?,
+        };
+        let (repo, created) = blocking(move || Repo::init(Path::new(&req.cwd), chunking)).await?;
+        Ok(Response::new(pb::InitResponse {
+            root: repo.root.display().to_string(),
+            created,
+            chunking: repo.config.chunking.to_string(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn git_init(
+        &self,
+        request: Request<pb::GitInitRequest>,
+    ) -> Result<Response<pb::GitInitResponse>, Status> {
+        let (repo, _) = self.repos.resolve(&request.get_ref().cwd)?;
+        let gitignore = repo.root.join(".gitignore").display().to_string();
+        let entries = blocking(move || gitignore::write_block(&repo)).await?;
+        Ok(Response::new(pb::GitInitResponse { gitignore, entries }))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn track(&self, request: Request<pb::TrackRequest>) -> Result<Response<pb::TrackResponse>, Status> {
+        let req = request.into_inner();
+        let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
+        let _guard = handle.lock.lock().await;
+        let response = blocking(move || {
+            let added = track::track(&mut repo, Path::new(&req.cwd), &req.patterns)?;
+            let files = repo.tracked()?.into_iter().filter(|t| t.exists).map(|t| t.path).collect();
+            Ok(pb::TrackResponse { added, files })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn untrack(
+        &self,
+        request: Request<pb::UntrackRequest>,
+    ) -> Result<Response<pb::UntrackResponse>, Status> {
+        let req = request.into_inner();
+        let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
+        let _guard = handle.lock.lock().await;
+        let removed = blocking(move || track::untrack(&mut repo, Path::new(&req.cwd), &req.patterns)).await?;
+        Ok(Response::new(pb::UntrackResponse { removed }))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn commit(&self, request: Request<pb::CommitRequest>) -> Result<Response<Self::CommitStream>, Status> {
+        let req = request.into_inner();
+        let (repo, handle) = self.repos.resolve(&req.cwd)?;
+        let paths = req.paths.iter().map(|p| repo.file_arg(Path::new(&req.cwd), p)).collect::<Result<_>>()?;
+        let options = commit::CommitOptions { message: req.message, paths, created_at: created_at(&req.env) };
+        let guard = Arc::clone(&handle.lock).lock_owned().await;
+        Ok(Response::new(stream_blocking(
+            move |reporter| {
+                let _guard = guard;
+                commit::commit(&repo, &handle.index, &options, reporter)
+            },
+            |p| pb::CommitResponse { event: Some(pb::commit_response::Event::Progress(p)) },
+            |r| pb::CommitResponse { event: Some(pb::commit_response::Event::Summary(r.into())) },
+        )))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let (repo, handle) = self.repos.resolve(&request.get_ref().cwd)?;
+        let root = repo.root.display().to_string();
+        let files = blocking(move || status::status(&repo, &handle.index)).await?;
+        Ok(Response::new(pb::StatusResponse { root, files: files.into_iter().map(Into::into).collect() }))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, path = %request.get_ref().path))]
+    async fn diff(&self, request: Request<pb::DiffRequest>) -> Result<Response<pb::DiffResponse>, Status> {
+        let req = request.into_inner();
+        let (repo, _) = self.repos.resolve(&req.cwd)?;
+        let file = repo.file_arg(Path::new(&req.cwd), &req.path)?;
+        let path = file.clone();
+        let stats = blocking(move || diff::diff_working(&repo, &path, &mut ops::Reporter::silent())).await?;
+        Ok(Response::new(convert::diff_response(file, &stats)))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn checkout(
+        &self,
+        request: Request<pb::CheckoutRequest>,
+    ) -> Result<Response<Self::CheckoutStream>, Status> {
+        let req = request.into_inner();
+        let (repo, handle) = self.repos.resolve(&req.cwd)?;
+        let named: Vec<String> =
+            req.manifests.iter().map(|m| repo.file_arg(Path::new(&req.cwd), m)).collect::<Result<_>>()?;
+        let guard = Arc::clone(&handle.lock).lock_owned().await;
+        Ok(Response::new(stream_blocking(
+            move |reporter| {
+                let _guard = guard;
+                let files = if named.is_empty() { checkout::all_files(&repo)? } else { named };
+                checkout::checkout(&repo, &handle.index, &files, req.force, reporter)
+            },
+            |p| pb::CheckoutResponse { event: Some(pb::checkout_response::Event::Progress(p)) },
+            |r| pb::CheckoutResponse { event: Some(pb::checkout_response::Event::Summary(r.into())) },
+        )))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn gc(&self, request: Request<pb::GcRequest>) -> Result<Response<Self::GcStream>, Status> {
+        let req = request.into_inner();
+        let (repo, handle) = self.repos.resolve(&req.cwd)?;
+        let guard = Arc::clone(&handle.lock).lock_owned().await;
+        let dry_run = req.dry_run;
+        Ok(Response::new(stream_blocking(
+            move |reporter| {
+                let _guard = guard;
+                gc::gc(&repo, dry_run, reporter)
+            },
+            |p| pb::GcResponse { event: Some(pb::gc_response::Event::Progress(p)) },
+            move |r| pb::GcResponse { event: Some(pb::gc_response::Event::Summary(convert::gc_summary(r, dry_run))) },
+        )))
+    }
+}

@@ -1,0 +1,86 @@
+//! Conversions from domain results to protocol messages.
+
+use shard_proto as pb;
+
+use crate::ops::checkout::CheckoutReport;
+use crate::ops::commit::CommitReport;
+use crate::ops::diff::DiffStats;
+use crate::ops::gc::GcReport;
+use crate::ops::status::{FileReport, State};
+use crate::manifest::SUFFIX;
+
+impl From<CommitReport> for pb::CommitSummary {
+    fn from(r: CommitReport) -> Self {
+        Self {
+            files: r
+                .committed
+                .into_iter()
+                .map(|c| pb::CommittedFile {
+                    manifest: format!("{}{SUFFIX}", c.manifest.path),
+                    size: c.manifest.size,
+                    chunks: c.manifest.chunks.len() as u64,
+                    new_chunks: c.new_chunks,
+                    sha256: c.manifest.sha256.to_hex(),
+                    path: c.manifest.path,
+                })
+                .collect(),
+            unchanged_files: r.unchanged,
+            new_chunks: r.new_chunks,
+            reused_chunks: r.reused_chunks,
+            new_bytes: r.new_bytes,
+            stored_bytes: r.stored_bytes,
+        }
+    }
+}
+
+impl From<FileReport> for pb::FileStatus {
+    fn from(r: FileReport) -> Self {
+        let state = match r.state {
+            State::Clean => pb::FileState::Clean,
+            State::Modified => pb::FileState::Modified,
+            State::New => pb::FileState::New,
+            State::Missing => pb::FileState::Missing,
+        };
+        Self {
+            path: r.path,
+            state: state.into(),
+            size: r.size,
+            missing_chunks: r.missing_chunks,
+            chunks: r.chunks,
+        }
+    }
+}
+
+impl From<CheckoutReport> for pb::CheckoutSummary {
+    fn from(r: CheckoutReport) -> Self {
+        Self { written: r.written, unchanged: r.unchanged, bytes_written: r.bytes_written }
+    }
+}
+
+/// The gc summary, which also says whether it was a dry run.
+pub fn gc_summary(r: GcReport, dry_run: bool) -> pb::GcSummary {
+    pb::GcSummary {
+        kept_chunks: r.kept,
+        deleted_chunks: r.deleted.len() as u64,
+        freed_bytes: r.freed_bytes,
+        deleted: r.deleted.iter().map(crate::chunk::ChunkHash::to_hex).collect(),
+        dry_run,
+        manifests: r.manifests,
+    }
+}
+
+/// The diff response for `path`.
+pub fn diff_response(path: String, s: &DiffStats) -> pb::DiffResponse {
+    pb::DiffResponse {
+        path,
+        size_before: s.size_before,
+        size_after: s.size_after,
+        chunks_unchanged: s.chunks_unchanged,
+        bytes_unchanged: s.bytes_unchanged,
+        chunks_added: s.chunks_added,
+        bytes_added: s.bytes_added,
+        chunks_removed: s.chunks_removed,
+        bytes_removed: s.bytes_removed,
+        identical: s.identical,
+    }
+}

@@ -1,0 +1,76 @@
+//! Binding the Unix socket (or taking one from systemd) and serving the gRPC service on it
+//! until the shutdown token is cancelled.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use fs_err as fs;
+use futures::StreamExt;
+use shard_proto::shardd_server::SharddServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::rpc::Service;
+
+/// Where the listening socket came from.
+pub enum Listener {
+    /// Bound by this process at the configured path.
+    Bound(UnixListener),
+    /// Inherited from a service manager (systemd socket activation).
+    Inherited(UnixListener),
+}
+
+/// Takes an inherited socket (`LISTEN_FDS`) if there is one, else binds `path`.
+///
+/// Call only while holding the pidfile lock: a leftover socket file is unlinked first, which
+/// is safe because the lock proves no live daemon is behind it.
+pub fn listen(path: &Path) -> std::io::Result<Listener> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Ok(Some(std_listener)) = fds.take_unix_listener(0) {
+        std_listener.set_nonblocking(true)?;
+        return Ok(Listener::Inherited(UnixListener::from_std(std_listener)?));
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path).map_err(|e| crate::fsutil::with_path(e, path))?;
+    fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(Listener::Bound(listener))
+}
+
+/// Serves `service` on `listener` until `shutdown` is cancelled. Connections from other users
+/// are dropped before any request is read.
+pub async fn serve(
+    listener: UnixListener,
+    service: Service,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let uid = shard_proto::current_uid();
+    let incoming = UnixListenerStream::new(listener).filter_map(move |conn| async move {
+        match conn {
+            Ok(stream) => match stream.peer_cred() {
+                Ok(cred) if cred.uid() == uid => Some(Ok(stream)),
+                Ok(cred) => {
+                    tracing::warn!(peer_uid = cred.uid(), "refused a connection from another user");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "refused a connection whose peer is unknown");
+                    None
+                }
+            },
+            Err(e) => Some(Err(e)),
+        }
+    });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shard_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor set is valid");
+    tonic::transport::Server::builder()
+        .add_service(SharddServer::new(service).max_decoding_message_size(64 << 20))
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+        .await
+}

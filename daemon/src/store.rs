@@ -1,0 +1,41 @@
+//! Where chunks live: the local content-addressed store ([`local`]) used by repositories,
+//! directory remotes and `shard-server`, and the remote backends ([`remote`]) that push and
+//! pull talk to.
+//!
+//! Every store shares one layout, `objects/<first two hex digits>/<64 hex digits>`, holding
+//! the encoded object of [`crate::chunk::codec`], so a directory remote can be copied into an
+//! S3 bucket (or served by `shard-server`) as it is.
+
+pub mod local;
+
+
+use std::io;
+
+use crate::chunk::{ChunkHash, codec};
+
+/// Failures of chunk storage that callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The chunk is not in this store.
+    #[error("chunk {0:#} is not in the store")]
+    NotFound(ChunkHash),
+    /// The stored object is damaged (its content no longer matches its name).
+    #[error("chunk {hash:#} is corrupted")]
+    Corrupt {
+        /// The damaged chunk.
+        hash: ChunkHash,
+        /// What is wrong with it.
+        #[source]
+        source: codec::Error,
+    },
+    /// Reading or writing the store failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The relative key of a chunk inside any store: `objects/ab/abcdef…`.
+#[must_use]
+pub fn object_key(hash: &ChunkHash) -> String {
+    let hex = hash.to_hex();
+    format!("objects/{}/{hex}", &hex[..2])
+}

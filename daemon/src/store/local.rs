@@ -1,0 +1,163 @@
+//! A chunk store in a local directory: one file per chunk, written to `tmp/` and renamed into
+//! `objects/ab/<hash>`, so readers only ever see complete objects.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+
+use super::{Error, object_key};
+use crate::chunk::{ChunkHash, codec};
+
+/// A directory holding `objects/` and a `tmp/` staging area on the same filesystem.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+/// One stored object, as listed by [`LocalStore::list`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The chunk.
+    pub hash: ChunkHash,
+    /// Bytes the object takes on disk (encoded).
+    pub stored_bytes: u64,
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (created on first write).
+    #[must_use]
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory holding `objects/`.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the chunk's object lives (whether or not it exists).
+    #[must_use]
+    pub fn object_path(&self, hash: &ChunkHash) -> PathBuf {
+        self.root.join(object_key(hash))
+    }
+
+    /// True when the chunk is stored (its content is checked when it is read, not here).
+    #[must_use]
+    pub fn contains(&self, hash: &ChunkHash) -> bool {
+        self.object_path(hash).is_file()
+    }
+
+    /// Stores an encoded object under `hash` atomically. Returns `false` (and writes nothing)
+    /// when the chunk was already stored. The caller vouches that `object` encodes `hash`.
+    pub fn put_object(&self, hash: &ChunkHash, object: &[u8]) -> io::Result<bool> {
+        let path = self.object_path(hash);
+        if path.is_file() {
+            return Ok(false);
+        }
+        let tmp_dir = self.root.join("tmp");
+        fs::create_dir_all(&tmp_dir)?;
+        let parent = path.parent().expect("object paths always have a fan-out directory");
+        fs::create_dir_all(parent)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!("{}.", &hash.to_hex()[..16]))
+            .tempfile_in(&tmp_dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{e} (in {})", tmp_dir.display())))?;
+        tmp.write_all(object)
+            .map_err(|e| io::Error::new(e.kind(), format!("{e} (writing {})", tmp.path().display())))?;
+        let _ = tmp.persist(&path).map_err(|e| {
+            io::Error::new(e.error.kind(), format!("{} (renaming into {})", e.error, path.display()))
+        })?;
+        Ok(true)
+    }
+
+    /// Reads the encoded object of `hash`.
+    pub fn get_object(&self, hash: &ChunkHash) -> Result<Vec<u8>, Error> {
+        match fs::read(self.object_path(hash)) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(*hash)),
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    /// Reads, decodes and verifies the chunk `hash`.
+    pub fn read_chunk(&self, hash: &ChunkHash) -> Result<Vec<u8>, Error> {
+        let object = self.get_object(hash)?;
+        codec::decode_verified(&object, hash).map_err(|source| Error::Corrupt { hash: *hash, source })
+    }
+
+    /// Encodes and stores a chunk whose hash the caller computed. Returns the bytes written,
+    /// or `None` when the chunk was already stored.
+    pub fn put_chunk(&self, hash: &ChunkHash, data: &[u8]) -> io::Result<Option<u64>> {
+        if self.contains(hash) {
+            return Ok(None);
+        }
+        let object = codec::encode(data)?;
+        Ok(self.put_object(hash, &object)?.then_some(object.len() as u64))
+    }
+
+    /// Deletes a chunk; a chunk that is already gone is not an error.
+    pub fn remove(&self, hash: &ChunkHash) -> io::Result<()> {
+        match fs::remove_file(self.object_path(hash)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every stored object. Stray files (temporary names, foreign files) are skipped.
+    pub fn list(&self) -> io::Result<Vec<StoredObject>> {
+        let objects = self.root.join("objects");
+        let mut out = Vec::new();
+        let fanout = match fs::read_dir(&objects) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for dir in fanout {
+            let dir = dir?;
+            if !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(dir.path())? {
+                let entry = entry?;
+                let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
+                out.push(StoredObject { hash, stored_bytes: entry.metadata()?.len() });
+            }
+        }
+        out.sort_by_key(|o| o.hash);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_list_remove() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path());
+        let data = b"some chunk".repeat(100);
+        let hash = ChunkHash::of(&data);
+        assert!(store.put_chunk(&hash, &data).expect("put").is_some());
+        assert!(store.put_chunk(&hash, &data).expect("put again").is_none());
+        assert_eq!(store.read_chunk(&hash).expect("read"), data);
+        assert_eq!(store.list().expect("list").len(), 1);
+        store.remove(&hash).expect("remove");
+        assert!(matches!(store.read_chunk(&hash), Err(Error::NotFound(_))));
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path());
+        let data = vec![1u8; 5000];
+        let hash = ChunkHash::of(&data);
+        let _ = store.put_object(&hash, &[2u8; 5000]).expect("put");
+        assert!(matches!(store.read_chunk(&hash), Err(Error::Corrupt { .. })));
+    }
+}
