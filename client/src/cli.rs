@@ -40,6 +40,12 @@ pub enum Command {
     Checkout(CheckoutArgs),
     /// Delete stored chunks that no manifest in the working tree references.
     Gc(GcArgs),
+    /// Upload the chunks that manifests need to a remote (only what it lacks).
+    Push(PushArgs),
+    /// Download the chunks that manifests need from a remote, then check the files out.
+    Pull(PullArgs),
+    /// Manage named remotes.
+    Remote(RemoteArgs),
     /// Manage the daemon.
     Daemon(DaemonArgs),
 }
@@ -118,6 +124,77 @@ pub struct GcArgs {
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// `nshard push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Remote URL (http(s)://, directory, file://, s3://bucket/prefix) or name; default: the
+    /// default remote
+    #[arg(long, short)]
+    pub remote: Option<String>,
+    /// Manifests (or files) to push; default: every manifest in the repository
+    #[arg(value_name = "MANIFEST")]
+    pub manifests: Vec<String>,
+    /// Parallel uploads
+    #[arg(long, short, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nshard pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Manifests (or files) to pull; default: every manifest in the repository
+    #[arg(value_name = "MANIFEST")]
+    pub manifests: Vec<String>,
+    /// Remote URL or name; default: the default remote
+    #[arg(long, short)]
+    pub remote: Option<String>,
+    /// Parallel downloads
+    #[arg(long, short, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+    /// Overwrite working files even when their current content is stored nowhere
+    #[arg(long)]
+    pub force: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nshard remote`.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// What to do with remotes.
+    #[command(subcommand)]
+    pub action: RemoteAction,
+}
+
+/// `nshard remote <action>`.
+#[derive(Debug, Subcommand)]
+pub enum RemoteAction {
+    /// Add a named remote (the only remote, or one named `origin`, is the default).
+    Add {
+        /// Its name, e.g. origin
+        name: String,
+        /// Its URL: http(s)://host:port, a directory, file:///path or s3://bucket/prefix
+        url: String,
+        /// Use it when no --remote is given
+        #[arg(long)]
+        default: bool,
+        /// Store it in the committed .shardconfig so every clone gets it
+        #[arg(long)]
+        shared: bool,
+    },
+    /// Remove a named remote.
+    Remove {
+        /// Its name
+        name: String,
+    },
+    /// List remotes.
+    List(JsonArgs),
 }
 
 /// `nshard daemon`.

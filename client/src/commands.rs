@@ -6,8 +6,10 @@ mod daemon;
 mod diff;
 mod gc;
 mod init;
+mod remote;
 mod status;
 mod track;
+mod transfer;
 
 use std::path::PathBuf;
 
@@ -48,6 +50,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => diff::diff(&ctx, args).await,
         Command::Checkout(args) => checkout::checkout(&ctx, args).await,
         Command::Gc(args) => gc::gc(&ctx, &args).await,
+        Command::Push(args) => transfer::push(&ctx, args).await,
+        Command::Pull(args) => transfer::pull(&ctx, args).await,
+        Command::Remote(args) => remote::remote(&ctx, args.action).await,
         Command::Daemon(args) => daemon::daemon(&ctx, args.action).await,
     }
 }

@@ -106,6 +106,36 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
+    /// No remote was named and none is the default.
+    #[error(
+        "no remote given and no default among the {count} configured: pass --remote URL|NAME or \
+         run `nshard remote add origin URL`"
+    )]
+    NoDefaultRemote {
+        /// How many remotes are configured.
+        count: usize,
+    },
+    /// A remote name that is not configured.
+    #[error("no remote named `{name}`: see `nshard remote list`, or pass a URL")]
+    UnknownRemote {
+        /// The name.
+        name: String,
+    },
+    /// A remote name that is already taken.
+    #[error("a remote named `{name}` already exists: remove it first with `nshard remote remove {name}`")]
+    RemoteExists {
+        /// The name.
+        name: String,
+    },
+    /// A remote name with odd characters.
+    #[error("`{name}` is not a valid remote name: use letters, digits, `-`, `_` and `.`")]
+    BadRemoteName {
+        /// The name.
+        name: String,
+    },
+    /// A remote failed.
+    #[error(transparent)]
+    Remote(#[from] crate::store::remote::Error),
     /// `.shard/config.toml` does not parse.
     #[error("{} is invalid", .path.display())]
     Config {
@@ -176,10 +206,15 @@ impl Error {
             | Self::NotTracked { .. }
             | Self::Manifest { .. }
             | Self::Chunking(_)
-            | Self::Config { .. } => Code::InvalidArgument,
+            | Self::Config { .. }
+            | Self::UnknownRemote { .. }
+            | Self::RemoteExists { .. }
+            | Self::BadRemoteName { .. }
+            | Self::NoDefaultRemote { .. } => Code::InvalidArgument,
             Self::PathNotFound { .. } | Self::NoManifest { .. } | Self::ChunkMissing { .. } => {
                 Code::NotFound
             }
+            Self::Remote(e) => e.code(),
             _ => Code::Internal,
         }
     }

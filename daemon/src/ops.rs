@@ -9,6 +9,7 @@ pub mod gitignore;
 pub mod hashing;
 pub mod status;
 pub mod track;
+pub mod transfer;
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,7 @@
 //! map user paths and patterns onto repository-relative files.
 
 pub mod config;
+pub mod remotes;
 pub mod walk;
 
 use std::path::{Component, Path, PathBuf};

@@ -17,10 +17,11 @@ use tracing::instrument;
 
 use crate::chunk::cdc::{Chunking, DEFAULT_AVG_BYTES};
 use crate::error::Result;
-use crate::ops::{self, checkout, commit, diff, gc, gitignore, status, track};
+use crate::ops::{self, checkout, commit, diff, gc, gitignore, status, track, transfer};
+use crate::store::remote::Remote;
 use crate::repo::Repo;
 use crate::repos::Repos;
-use streaming::{RpcStream, blocking, stream_blocking};
+use streaming::{RpcStream, blocking, stream_async, stream_blocking};
 
 /// The daemon's gRPC service.
 pub struct Service {
@@ -59,6 +60,8 @@ impl Shardd for Service {
     type CommitStream = RpcStream<pb::CommitResponse>;
     type CheckoutStream = RpcStream<pb::CheckoutResponse>;
     type GcStream = RpcStream<pb::GcResponse>;
+    type PushStream = RpcStream<pb::PushResponse>;
+    type PullStream = RpcStream<pb::PullResponse>;
 
     async fn daemon_status(
         &self,
@@ -210,4 +213,97 @@ impl Shardd for Service {
             move |r| pb::GcResponse { event: Some(pb::gc_response::Event::Summary(convert::gc_summary(r, dry_run))) },
         )))
     }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, name = %request.get_ref().name))]
+    async fn remote_add(
+        &self,
+        request: Request<pb::RemoteAddRequest>,
+    ) -> Result<Response<pb::RemoteAddResponse>, Status> {
+        let req = request.into_inner();
+        let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
+        let _guard = handle.lock.lock().await;
+        let added = blocking(move || repo.add_remote(&req.name, &req.url, req.make_default, req.shared)).await?;
+        Ok(Response::new(pb::RemoteAddResponse { remote: Some(added.into()) }))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, name = %request.get_ref().name))]
+    async fn remote_remove(
+        &self,
+        request: Request<pb::RemoteRemoveRequest>,
+    ) -> Result<Response<pb::RemoteRemoveResponse>, Status> {
+        let req = request.into_inner();
+        let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
+        let _guard = handle.lock.lock().await;
+        blocking(move || repo.remove_remote(&req.name)).await?;
+        Ok(Response::new(pb::RemoteRemoveResponse {}))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn remote_list(
+        &self,
+        request: Request<pb::RemoteListRequest>,
+    ) -> Result<Response<pb::RemoteListResponse>, Status> {
+        let (repo, _) = self.repos.resolve(&request.get_ref().cwd)?;
+        let remotes = blocking(move || repo.remotes()).await?;
+        Ok(Response::new(pb::RemoteListResponse { remotes: remotes.into_iter().map(Into::into).collect() }))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, remote = %request.get_ref().remote))]
+    async fn push(&self, request: Request<pb::PushRequest>) -> Result<Response<Self::PushStream>, Status> {
+        let req = request.into_inner();
+        let (repo, handle) = self.repos.resolve(&req.cwd)?;
+        let files = self.selected_files(&repo, &req.cwd, &req.manifests)?;
+        let remote = open_remote(&repo, &req.cwd, &req.remote, &req.env)?;
+        let guard = Arc::clone(&handle.lock).lock_owned().await;
+        let jobs = jobs(req.jobs);
+        Ok(Response::new(stream_async(
+            move |mut reporter| async move {
+                let _guard = guard;
+                transfer::push(repo, files, remote, jobs, &mut reporter).await
+            },
+            |p| pb::PushResponse { event: Some(pb::push_response::Event::Progress(p)) },
+            |r| pb::PushResponse { event: Some(pb::push_response::Event::Summary(r.into())) },
+        )))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, remote = %request.get_ref().remote))]
+    async fn pull(&self, request: Request<pb::PullRequest>) -> Result<Response<Self::PullStream>, Status> {
+        let req = request.into_inner();
+        let (repo, handle) = self.repos.resolve(&req.cwd)?;
+        let files = self.selected_files(&repo, &req.cwd, &req.manifests)?;
+        let remote = open_remote(&repo, &req.cwd, &req.remote, &req.env)?;
+        let guard = Arc::clone(&handle.lock).lock_owned().await;
+        let options = (jobs(req.jobs), req.force);
+        let index = handle.index.clone();
+        Ok(Response::new(stream_async(
+            move |mut reporter| async move {
+                let _guard = guard;
+                transfer::pull(repo, index, files, remote, options, &mut reporter).await
+            },
+            |p| pb::PullResponse { event: Some(pb::pull_response::Event::Progress(p)) },
+            |r| pb::PullResponse { event: Some(pb::pull_response::Event::Summary(r.into())) },
+        )))
+    }
+}
+
+impl Service {
+    /// The named manifests (as files), or every manifest in the repository.
+    #[expect(clippy::unused_self, reason = "kept a method so handlers read uniformly")]
+    fn selected_files(&self, repo: &Repo, cwd: &str, manifests: &[String]) -> Result<Vec<String>> {
+        if manifests.is_empty() {
+            return checkout::all_files(repo);
+        }
+        manifests.iter().map(|m| repo.file_arg(Path::new(cwd), m)).collect()
+    }
+}
+
+/// Resolves and opens the remote named (or defaulted) in a request.
+fn open_remote(repo: &Repo, cwd: &str, arg: &str, env: &HashMap<String, String>) -> Result<Remote> {
+    let url = repo.remote_url(arg)?;
+    Ok(Remote::open(&url, Path::new(cwd), env)?)
+}
+
+/// The requested parallelism, or the default.
+fn jobs(requested: u32) -> usize {
+    if requested == 0 { transfer::DEFAULT_JOBS } else { requested as usize }
 }

@@ -7,6 +7,8 @@
 //! S3 bucket (or served by `shard-server`) as it is.
 
 pub mod local;
+pub mod remote;
+pub mod object;
 
 
 use std::io;

@@ -8,6 +8,8 @@ use crate::ops::diff::DiffStats;
 use crate::ops::gc::GcReport;
 use crate::ops::status::{FileReport, State};
 use crate::manifest::SUFFIX;
+use crate::ops::transfer::TransferReport;
+use crate::repo::remotes::NamedRemote;
 
 impl From<CommitReport> for pb::CommitSummary {
     fn from(r: CommitReport) -> Self {
@@ -82,5 +84,30 @@ pub fn diff_response(path: String, s: &DiffStats) -> pb::DiffResponse {
         chunks_removed: s.chunks_removed,
         bytes_removed: s.bytes_removed,
         identical: s.identical,
+    }
+}
+
+impl From<NamedRemote> for pb::Remote {
+    fn from(r: NamedRemote) -> Self {
+        Self {
+            name: r.name,
+            url: r.url,
+            is_default: r.default,
+            source: if r.shared { "shared" } else { "local" }.to_owned(),
+        }
+    }
+}
+
+impl From<TransferReport> for pb::TransferSummary {
+    fn from(r: TransferReport) -> Self {
+        Self {
+            remote: r.remote,
+            chunks_total: r.chunks_total,
+            chunks_transferred: r.chunks_transferred,
+            bytes_transferred: r.bytes_transferred,
+            chunks_present: r.chunks_present,
+            manifests: r.manifests,
+            checkout: r.checkout.map(Into::into),
+        }
     }
 }

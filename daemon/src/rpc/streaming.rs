@@ -1,6 +1,7 @@
 //! Running blocking repository work from async handlers, and turning its progress and result
 //! into a server-streaming response.
 
+use std::future::Future;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -47,6 +48,35 @@ where
         let task = tokio::task::spawn_blocking(move || work(&mut Reporter::new(progress_tx)));
         while let Some(p) = progress_rx.recv().await {
             // A client that went away still lets the work finish consistently.
+            let _ = out_tx.send(Ok(progress(p))).await;
+        }
+        let last = match task.await {
+            Ok(Ok(result)) => Ok(finish(result)),
+            Ok(Err(e)) => Err(Status::from(e)),
+            Err(join) => Err(panicked(&join)),
+        };
+        let _ = out_tx.send(last).await;
+    }));
+    Box::pin(ReceiverStream::new(out_rx))
+}
+
+/// Runs async `work` on its own task, streaming its progress and then its result.
+pub fn stream_async<T, R, F, Fut>(
+    work: F,
+    progress: fn(Progress) -> T,
+    finish: impl FnOnce(R) -> T + Send + 'static,
+) -> RpcStream<T>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: FnOnce(Reporter) -> Fut,
+    Fut: Future<Output = Result<R>> + Send + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel(PROGRESS_BUFFER);
+    let (progress_tx, mut progress_rx) = mpsc::channel(PROGRESS_BUFFER);
+    let task = tokio::spawn(work(Reporter::new(progress_tx)));
+    drop(tokio::spawn(async move {
+        while let Some(p) = progress_rx.recv().await {
             let _ = out_tx.send(Ok(progress(p))).await;
         }
         let last = match task.await {

@@ -1,0 +1,142 @@
+//! Named remotes: `[remotes.NAME]` tables in `.shard/config.toml` (this clone) and in the
+//! committed `.shardconfig` (the team's), and the rule that picks the default one.
+
+use std::io;
+use std::path::Path;
+
+use fs_err as fs;
+use serde::{Deserialize, Serialize};
+
+use super::Repo;
+use super::config::RemoteEntry;
+use crate::error::{Error, Result};
+
+/// The committed, team-wide configuration file at the repository root.
+pub const SHARED_CONFIG: &str = ".shardconfig";
+
+/// A remote and where it is configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedRemote {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// Marked as the default.
+    pub default: bool,
+    /// True when it comes from `.shardconfig`.
+    pub shared: bool,
+}
+
+/// The `.shardconfig` file: only remotes, so far.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharedConfig {
+    /// Named remotes shared by the team.
+    pub remotes: std::collections::BTreeMap<String, RemoteEntry>,
+}
+
+impl SharedConfig {
+    /// Reads `.shardconfig` in `root` (absent means empty).
+    pub fn load(root: &Path) -> Result<Self> {
+        let path = root.join(SHARED_CONFIG);
+        match fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|source| Error::Config { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `.shardconfig` in `root` atomically.
+    pub fn save(&self, root: &Path) -> Result<()> {
+        let text = toml::to_string_pretty(self).expect("the config always serializes");
+        crate::fsutil::write_atomic(&root.join(SHARED_CONFIG), text.as_bytes())?;
+        Ok(())
+    }
+}
+
+impl Repo {
+    /// Every remote, local entries shadowing shared ones of the same name, sorted by name.
+    pub fn remotes(&self) -> Result<Vec<NamedRemote>> {
+        let shared = SharedConfig::load(&self.root)?;
+        let mut out: Vec<NamedRemote> = self
+            .config
+            .remotes
+            .iter()
+            .map(|(name, e)| NamedRemote { name: name.clone(), url: e.url.clone(), default: e.default, shared: false })
+            .collect();
+        for (name, e) in shared.remotes {
+            if !out.iter().any(|r| r.name == name) {
+                out.push(NamedRemote { name, url: e.url, default: e.default, shared: true });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The URL to use for `arg`: a URL or path as given, a remote's name, or (empty) the
+    /// default remote: the one marked default (this clone's first), else `origin`, else the
+    /// only one.
+    pub fn remote_url(&self, arg: &str) -> Result<String> {
+        let remotes = self.remotes()?;
+        if arg.is_empty() {
+            let pick = remotes
+                .iter()
+                .filter(|r| r.default)
+                .min_by_key(|r| r.shared)
+                .or_else(|| remotes.iter().find(|r| r.name == "origin"))
+                .or_else(|| if remotes.len() == 1 { remotes.first() } else { None });
+            return pick.map(|r| r.url.clone()).ok_or(Error::NoDefaultRemote { count: remotes.len() });
+        }
+        if let Some(remote) = remotes.iter().find(|r| r.name == arg) {
+            return Ok(remote.url.clone());
+        }
+        let looks_like_location = arg.contains("://") || arg.contains('/') || arg.starts_with('.');
+        if looks_like_location {
+            Ok(arg.to_owned())
+        } else {
+            Err(Error::UnknownRemote { name: arg.to_owned() })
+        }
+    }
+
+    /// Adds a remote to this clone's config (or, with `shared`, to `.shardconfig`).
+    pub fn add_remote(&mut self, name: &str, url: &str, default: bool, shared: bool) -> Result<NamedRemote> {
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid || name.contains("..") {
+            return Err(Error::BadRemoteName { name: name.to_owned() });
+        }
+        if self.remotes()?.iter().any(|r| r.name == name && r.shared == shared) {
+            return Err(Error::RemoteExists { name: name.to_owned() });
+        }
+        let entry = RemoteEntry { url: url.to_owned(), default };
+        if shared {
+            let mut config = SharedConfig::load(&self.root)?;
+            clear_default(&mut config.remotes, default);
+            let _ = config.remotes.insert(name.to_owned(), entry);
+            config.save(&self.root)?;
+        } else {
+            clear_default(&mut self.config.remotes, default);
+            let _ = self.config.remotes.insert(name.to_owned(), entry);
+            self.save_config()?;
+        }
+        Ok(NamedRemote { name: name.to_owned(), url: url.to_owned(), default, shared })
+    }
+
+    /// Removes a remote from this clone's config, else from `.shardconfig`.
+    pub fn remove_remote(&mut self, name: &str) -> Result<()> {
+        if self.config.remotes.remove(name).is_some() {
+            return self.save_config();
+        }
+        let mut shared = SharedConfig::load(&self.root)?;
+        if shared.remotes.remove(name).is_some() {
+            return shared.save(&self.root);
+        }
+        Err(Error::UnknownRemote { name: name.to_owned() })
+    }
+}
+
+/// A new default unmarks the old one.
+fn clear_default(remotes: &mut std::collections::BTreeMap<String, RemoteEntry>, new_default: bool) {
+    if new_default {
+        remotes.values_mut().for_each(|r| r.default = false);
+    }
+}

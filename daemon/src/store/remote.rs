@@ -1,0 +1,245 @@
+//! The remotes push and pull talk to: a `shard-server` over HTTP, a plain directory, or an
+//! S3 bucket. Each returns stored (encoded) objects; verification is the caller's job and is
+//! never skipped.
+
+mod http;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::local::LocalStore;
+use super::object::ObjectBackend;
+use crate::chunk::ChunkHash;
+pub use http::HttpRemote;
+
+/// Why a remote operation failed. Every message names the remote.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL is not one we understand.
+    #[error("`{0}` is not a remote URL: use http(s)://host:port, a directory, file:///path or s3://bucket/prefix")]
+    BadUrl(String),
+    /// Nothing answered.
+    #[error("remote {remote} is unreachable: is the server running and the URL right?")]
+    Unreachable {
+        /// The remote.
+        remote: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server refused our credentials.
+    #[error("remote {remote} refused the request ({status}): set NSHARD_TOKEN to a valid {need} token")]
+    Auth {
+        /// The remote.
+        remote: String,
+        /// The HTTP status.
+        status: u16,
+        /// "read-write" or "read".
+        need: &'static str,
+    },
+    /// The remote does not have a chunk.
+    #[error("chunk {hash:#} is not on remote {remote}: push it from a clone that has it")]
+    NotFound {
+        /// The remote.
+        remote: String,
+        /// The chunk.
+        hash: ChunkHash,
+    },
+    /// The remote rejected or mangled a chunk.
+    #[error("remote {remote} answered {status} for chunk {hash:#}: {message}")]
+    Rejected {
+        /// The remote.
+        remote: String,
+        /// The chunk.
+        hash: ChunkHash,
+        /// The HTTP status.
+        status: u16,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The remote sent something that is not a valid answer.
+    #[error("remote {remote} sent an invalid response ({detail}): is it a shard-server?")]
+    BadResponse {
+        /// The remote.
+        remote: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A chunk from the remote does not match its name.
+    #[error("chunk {hash:#} from remote {remote} is corrupted: {source}; nothing was written")]
+    Corrupt {
+        /// The remote.
+        remote: String,
+        /// The chunk.
+        hash: ChunkHash,
+        /// What is wrong.
+        source: crate::chunk::codec::Error,
+    },
+    /// Object storage failed.
+    #[error("remote {remote} failed: {source}")]
+    Object {
+        /// The remote.
+        remote: String,
+        /// What `object_store` reported.
+        source: object_store::Error,
+    },
+    /// A directory remote failed.
+    #[error("remote {remote} failed")]
+    Dir {
+        /// The remote.
+        remote: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether retrying may help (network trouble, overload, server errors).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Rejected { status, .. } => *status >= 500 || *status == 429,
+            Self::Object { source, .. } => {
+                !matches!(source, object_store::Error::NotFound { .. } | object_store::Error::Generic { .. })
+            }
+            _ => false,
+        }
+    }
+
+    /// The gRPC code for this failure.
+    #[must_use]
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            Self::BadUrl(_) => tonic::Code::InvalidArgument,
+            Self::Unreachable { .. } => tonic::Code::Unavailable,
+            Self::Auth { .. } => tonic::Code::PermissionDenied,
+            Self::NotFound { .. } => tonic::Code::NotFound,
+            Self::Corrupt { .. } => tonic::Code::DataLoss,
+            _ => tonic::Code::Internal,
+        }
+    }
+}
+
+/// A remote ready for transfers.
+#[derive(Clone, Debug)]
+pub enum Remote {
+    /// `http(s)://…`: a `shard-server`.
+    Http(HttpRemote),
+    /// A directory with the store layout (NFS share, USB disk).
+    Dir(LocalStore),
+    /// `s3://bucket/prefix`.
+    S3(ObjectBackend),
+}
+
+impl Remote {
+    /// Opens `url`. Relative directory paths are relative to `cwd`; credentials come only from
+    /// `env` (the caller's environment).
+    pub fn open(url: &str, cwd: &Path, env: &HashMap<String, String>) -> Result<Self, Error> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Ok(Self::Http(HttpRemote::new(url, env.get("NSHARD_TOKEN").cloned())?));
+        }
+        if url.starts_with("s3://") {
+            return ObjectBackend::from_url(url, env)
+                .map(Self::S3)
+                .map_err(|source| Error::Object { remote: url.to_owned(), source });
+        }
+        let path = if let Some(rest) = url.strip_prefix("file://") {
+            PathBuf::from(rest)
+        } else if url.contains("://") || url.is_empty() {
+            return Err(Error::BadUrl(url.to_owned()));
+        } else {
+            cwd.join(url)
+        };
+        Ok(Self::Dir(LocalStore::new(path)))
+    }
+
+    /// A name for messages.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Http(h) => h.url().to_owned(),
+            Self::Dir(d) => d.root().display().to_string(),
+            Self::S3(s) => s.url().to_owned(),
+        }
+    }
+
+    /// Checks the remote answers (and, for directories, exists), before any transfer.
+    pub async fn check(&self) -> Result<(), Error> {
+        match self {
+            Self::Http(h) => h.health().await,
+            Self::Dir(d) if !d.root().is_dir() => Err(Error::Dir {
+                remote: self.describe(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("directory {} does not exist (create it first)", d.root().display()),
+                ),
+            }),
+            Self::Dir(_) => Ok(()),
+            Self::S3(s) => s
+                .list_probe()
+                .await
+                .map_err(|source| Error::Object { remote: self.describe(), source }),
+        }
+    }
+
+    /// The subset of `ids` the remote does not have, in order.
+    pub async fn missing(&self, ids: &[ChunkHash]) -> Result<Vec<ChunkHash>, Error> {
+        match self {
+            Self::Http(h) => h.missing(ids).await,
+            Self::Dir(d) => Ok(ids.iter().filter(|id| !d.contains(id)).copied().collect()),
+            Self::S3(s) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    let present = s.contains(id).await.map_err(|source| self.object_error(source))?;
+                    if !present {
+                        out.push(*id);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Uploads an encoded object the caller has verified.
+    pub async fn put(&self, hash: &ChunkHash, object: Bytes) -> Result<(), Error> {
+        match self {
+            Self::Http(h) => h.put(hash, object).await,
+            Self::Dir(d) => {
+                let store = d.clone();
+                let hash = *hash;
+                let result = tokio::task::spawn_blocking(move || store.put_object(&hash, &object))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r);
+                result.map(drop).map_err(|source| Error::Dir { remote: self.describe(), source })
+            }
+            Self::S3(s) => s.put(hash, object).await.map_err(|source| self.object_error(source)),
+        }
+    }
+
+    /// Downloads an encoded object (unverified: the caller verifies).
+    pub async fn get(&self, hash: &ChunkHash) -> Result<Bytes, Error> {
+        let not_found = || Error::NotFound { remote: self.describe(), hash: *hash };
+        match self {
+            Self::Http(h) => h.get(hash).await,
+            Self::Dir(d) => match tokio::fs::read(d.object_path(hash)).await {
+                Ok(bytes) => Ok(Bytes::from(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
+                Err(source) => Err(Error::Dir { remote: self.describe(), source }),
+            },
+            Self::S3(s) => s
+                .get(hash)
+                .await
+                .map_err(|source| self.object_error(source))?
+                .ok_or_else(not_found),
+        }
+    }
+
+    fn object_error(&self, source: object_store::Error) -> Error {
+        Error::Object { remote: self.describe(), source }
+    }
+}

@@ -1,0 +1,173 @@
+//! The client of a `shard-server` (the `/v1` API of design.md §6), over one keep-alive
+//! connection pool shared by every parallel transfer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+use crate::chunk::ChunkHash;
+
+/// Ids per `POST /v1/chunks/missing` request.
+pub const MISSING_BATCH: usize = 1000;
+
+/// Connecting should be quick on any network we support; a dead host must not hang a push.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Generous enough for a 16 MiB chunk on a slow link, short enough to notice a stalled server.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A `shard-server` at a base URL.
+#[derive(Clone, Debug)]
+pub struct HttpRemote {
+    base: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+#[derive(Serialize)]
+struct MissingRequest {
+    chunks: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct MissingResponse {
+    missing: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl HttpRemote {
+    /// A client of the server at `url` (trailing slashes ignored), sending `token` if given.
+    pub fn new(url: &str, token: Option<String>) -> Result<Self, Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(|source| Error::Unreachable { remote: url.to_owned(), source })?;
+        Ok(Self { base: url.trim_end_matches('/').to_owned(), token, client })
+    }
+
+    /// The base URL.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    fn unreachable(&self, source: reqwest::Error) -> Error {
+        Error::Unreachable { remote: self.base.clone(), source }
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<(), Error> {
+        let response = self
+            .request(reqwest::Method::GET, "/v1/health")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                Err(Error::Auth { remote: self.base.clone(), status: s.as_u16(), need: "read" })
+            }
+            s => Err(Error::BadResponse { remote: self.base.clone(), detail: format!("health answered {s}") }),
+        }
+    }
+
+    /// `POST /v1/chunks/missing`, batched.
+    pub async fn missing(&self, ids: &[ChunkHash]) -> Result<Vec<ChunkHash>, Error> {
+        let mut out = Vec::new();
+        for batch in ids.chunks(MISSING_BATCH) {
+            let body = MissingRequest { chunks: batch.iter().map(ChunkHash::to_hex).collect() };
+            let response = self
+                .request(reqwest::Method::POST, "/v1/chunks/missing")
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| self.unreachable(e))?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(Error::Auth { remote: self.base.clone(), status: status.as_u16(), need: "read" });
+            }
+            if !status.is_success() {
+                return Err(self.bad(format!("missing-chunks query answered {status}")));
+            }
+            let parsed: MissingResponse =
+                response.json().await.map_err(|e| self.bad(format!("missing-chunks body: {e}")))?;
+            for hex in parsed.missing {
+                let hash: ChunkHash = hex.parse().map_err(|e| self.bad(format!("{e}")))?;
+                if !batch.contains(&hash) {
+                    return Err(self.bad(format!("it reported unasked chunk {hash:#} as missing")));
+                }
+                out.push(hash);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `PUT /v1/chunks/{hash}`.
+    pub async fn put(&self, hash: &ChunkHash, object: Bytes) -> Result<(), Error> {
+        let response = self
+            .request(reqwest::Method::PUT, &format!("/v1/chunks/{hash:#}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(object)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Error::Auth { remote: self.base.clone(), status: status.as_u16(), need: "read-write" });
+        }
+        Err(self.rejected(hash, response).await)
+    }
+
+    /// `GET /v1/chunks/{hash}`.
+    pub async fn get(&self, hash: &ChunkHash) -> Result<Bytes, Error> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("/v1/chunks/{hash:#}"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound { remote: self.base.clone(), hash: *hash });
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Error::Auth { remote: self.base.clone(), status: status.as_u16(), need: "read" });
+        }
+        if !status.is_success() {
+            return Err(self.rejected(hash, response).await);
+        }
+        response.bytes().await.map_err(|e| self.unreachable(e))
+    }
+
+    async fn rejected(&self, hash: &ChunkHash, response: reqwest::Response) -> Error {
+        let status = response.status().as_u16();
+        let message = match response.json::<ErrorBody>().await {
+            Ok(body) => body.error,
+            Err(_) => "no explanation".to_owned(),
+        };
+        Error::Rejected { remote: self.base.clone(), hash: *hash, status, message }
+    }
+
+    fn bad(&self, detail: String) -> Error {
+        Error::BadResponse { remote: self.base.clone(), detail }
+    }
+}
