@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use fs_err as fs;
 
 use crate::chunk::ChunkHash;
+use crate::chunk::cdc::Chunking;
+use crate::manifest::ChunkRef;
 use crate::error::{Error, Result};
 
 /// sled's page cache is sized for databases far larger than ours; 8 MiB keeps the idle daemon
@@ -17,7 +19,7 @@ const CACHE_BYTES: u64 = 8 << 20;
 
 /// The identity of a file's content as far as a `stat` can tell: if any of these change, the
 /// content may have changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStamp {
     /// Device.
     pub dev: u64,
@@ -75,11 +77,32 @@ impl FileStamp {
     }
 }
 
+/// A file chunked ahead of time (by the watcher), ready to become a manifest as long as the
+/// file still has `stamp`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Prepared {
+    /// The file's identity when it was read (identical before and after the read).
+    pub stamp: FileStamp,
+    /// SHA-256 of the whole file.
+    pub sha256: ChunkHash,
+    /// The parameters it was cut with.
+    pub chunking: Chunking,
+    /// Its chunks, all stored in the repository's store when prepared.
+    pub chunks: Vec<ChunkRef>,
+    /// Chunks that preparing stored for the first time.
+    pub new_chunks: u64,
+    /// Content bytes in those chunks.
+    pub new_bytes: u64,
+    /// Bytes they take in the store.
+    pub stored_bytes: u64,
+}
+
 /// A repository's index.
 #[derive(Clone)]
 pub struct Index {
     path: PathBuf,
     files: sled::Tree,
+    prepared: sled::Tree,
     db: sled::Db,
 }
 
@@ -100,7 +123,8 @@ impl Index {
     fn try_open(dir: &Path) -> sled::Result<Self> {
         let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
         let files = db.open_tree("files")?;
-        Ok(Self { path: dir.to_path_buf(), files, db })
+        let prepared = db.open_tree("prepared")?;
+        Ok(Self { path: dir.to_path_buf(), files, prepared, db })
     }
 
     /// The content hash recorded for `file` if its stamp is still `stamp`.
@@ -124,6 +148,43 @@ impl Index {
     pub fn forget(&self, file: &str) -> Result<()> {
         let _ = self
             .files
+            .remove(file.as_bytes())
+            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+        Ok(())
+    }
+
+    /// The prepared result for `file` if it was made from the file as it is now (`stamp`).
+    #[must_use]
+    pub fn prepared(&self, file: &str, stamp: &FileStamp) -> Option<Prepared> {
+        let bytes = self.prepared.get(file.as_bytes()).ok()??;
+        let prepared: Prepared = serde_json::from_slice(&bytes).ok()?;
+        (prepared.stamp == *stamp).then_some(prepared)
+    }
+
+    /// Every prepared result (for gc, which must keep their chunks).
+    #[must_use]
+    pub fn all_prepared(&self) -> Vec<Prepared> {
+        self.prepared
+            .iter()
+            .values()
+            .filter_map(|v| serde_json::from_slice(&v.ok()?).ok())
+            .collect()
+    }
+
+    /// Records a prepared result for `file` (and its content hash for status).
+    pub fn record_prepared(&self, file: &str, prepared: &Prepared) -> Result<()> {
+        let bytes = serde_json::to_vec(prepared).expect("prepared results always serialize");
+        let _ = self
+            .prepared
+            .insert(file.as_bytes(), bytes)
+            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+        self.record(file, &prepared.stamp, &prepared.sha256)
+    }
+
+    /// Drops the prepared result for `file` (once committed, or when stale).
+    pub fn forget_prepared(&self, file: &str) -> Result<()> {
+        let _ = self
+            .prepared
             .remove(file.as_bytes())
             .map_err(|source| Error::Index { path: self.path.clone(), source })?;
         Ok(())

@@ -38,7 +38,7 @@ pub struct Manifest {
 }
 
 /// One chunk of a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct ChunkRef {
     /// Offset of the chunk in the file.
     pub offset: u64,

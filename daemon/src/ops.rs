@@ -11,10 +11,14 @@ pub mod status;
 pub mod track;
 pub mod transfer;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shard_proto::{Progress, ProgressUnit};
 use tokio::sync::mpsc;
+
+use crate::activity::{Activity, Change};
 
 /// Progress is sent at most this often: smooth bars without flooding the socket.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -23,6 +27,7 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// slowly, intermediate updates are dropped.
 pub struct Reporter {
     tx: Option<mpsc::Sender<Progress>>,
+    activity: Option<(Arc<Activity>, PathBuf, String)>,
     last: Option<Instant>,
 }
 
@@ -30,24 +35,39 @@ impl Reporter {
     /// Reports into `tx`.
     #[must_use]
     pub fn new(tx: mpsc::Sender<Progress>) -> Self {
-        Self { tx: Some(tx), last: None }
+        Self { tx: Some(tx), activity: None, last: None }
+    }
+
+    /// Reports background progress on `rel` to subscribers and `status`.
+    #[must_use]
+    pub fn activity(activity: Arc<Activity>, root: &Path, rel: &str) -> Self {
+        Self { tx: None, activity: Some((activity, root.to_path_buf(), rel.to_owned())), last: None }
     }
 
     /// Reports nowhere (background work, tests).
     #[must_use]
     pub fn silent() -> Self {
-        Self { tx: None, last: None }
+        Self { tx: None, activity: None, last: None }
     }
 
     /// Reports progress if enough time has passed since the last report (or `force`).
     pub fn report(&mut self, phase: &str, path: &str, done: u64, total: u64, unit: ProgressUnit) {
-        let Some(tx) = &self.tx else { return };
+        if self.tx.is_none() && self.activity.is_none() {
+            return;
+        }
         let now = Instant::now();
         let due = self.last.is_none_or(|last| now.duration_since(last) >= PROGRESS_INTERVAL);
         if !due && done < total {
             return;
         }
         self.last = Some(now);
+        if let Some((activity, root, rel)) = &self.activity {
+            if done < total {
+                activity.emit(root, rel, Change::Preparing { done, total }, None);
+            }
+            return;
+        }
+        let Some(tx) = &self.tx else { return };
         let _ = tx.try_send(Progress {
             phase: phase.to_owned(),
             path: path.to_owned(),

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::repo::Repo;
+use crate::watch::Watcher;
 
 /// Per-repository state kept across requests.
 pub struct Handle {
@@ -22,6 +23,7 @@ pub struct Handle {
 #[derive(Default)]
 pub struct Repos {
     open: Mutex<BTreeMap<PathBuf, Arc<Handle>>>,
+    watcher: OnceLock<Watcher>,
 }
 
 impl Repos {
@@ -45,7 +47,15 @@ impl Repos {
         let index = Index::open(&repo.shard_dir().join("index"))?;
         let handle = Arc::new(Handle { index, lock: Arc::default() });
         let _ = open.insert(repo.root.clone(), Arc::clone(&handle));
+        if let Some(watcher) = self.watcher.get() {
+            watcher.watch(&repo.root);
+        }
         Ok(handle)
+    }
+
+    /// Registers every repository opened from now on with `watcher`.
+    pub fn set_watcher(&self, watcher: Watcher) {
+        let _ = self.watcher.set(watcher);
     }
 
     /// Roots of every repository served.

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use shard_proto as pb;
 use shard_proto::shardd_server::Shardd;
 use tokio_util::sync::CancellationToken;
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use crate::activity::{Activity, Change};
 use crate::chunk::cdc::{Chunking, DEFAULT_AVG_BYTES};
 use crate::error::Result;
 use crate::ops::{self, checkout, commit, diff, gc, gitignore, status, track, transfer};
@@ -26,6 +28,7 @@ use streaming::{RpcStream, blocking, stream_async, stream_blocking};
 /// The daemon's gRPC service.
 pub struct Service {
     repos: Arc<Repos>,
+    activity: Arc<Activity>,
     shutdown: CancellationToken,
     socket: String,
     auto_spawned: bool,
@@ -35,9 +38,16 @@ pub struct Service {
 impl Service {
     /// A service over `repos` that cancels `shutdown` when asked to stop.
     #[must_use]
-    pub fn new(repos: Arc<Repos>, shutdown: CancellationToken, socket: &Path, auto_spawned: bool) -> Self {
+    pub fn new(
+        repos: Arc<Repos>,
+        activity: Arc<Activity>,
+        shutdown: CancellationToken,
+        socket: &Path,
+        auto_spawned: bool,
+    ) -> Self {
         Self {
             repos,
+            activity,
             shutdown,
             socket: socket.display().to_string(),
             auto_spawned,
@@ -62,6 +72,7 @@ impl Shardd for Service {
     type GcStream = RpcStream<pb::GcResponse>;
     type PushStream = RpcStream<pb::PushResponse>;
     type PullStream = RpcStream<pb::PullResponse>;
+    type SubscribeStream = RpcStream<pb::SubscribeResponse>;
 
     async fn daemon_status(
         &self,
@@ -149,22 +160,39 @@ impl Shardd for Service {
         let paths = req.paths.iter().map(|p| repo.file_arg(Path::new(&req.cwd), p)).collect::<Result<_>>()?;
         let options = commit::CommitOptions { message: req.message, paths, created_at: created_at(&req.env) };
         let guard = Arc::clone(&handle.lock).lock_owned().await;
+        let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_blocking(
             move |reporter| {
                 let _guard = guard;
                 commit::commit(&repo, &handle.index, &options, reporter)
             },
             |p| pb::CommitResponse { event: Some(pb::commit_response::Event::Progress(p)) },
-            |r| pb::CommitResponse { event: Some(pb::commit_response::Event::Summary(r.into())) },
+            move |r| {
+                for c in &r.committed {
+                    activity.emit(&root, &c.manifest.path, Change::Committed, Some(c.manifest.sha256));
+                }
+                pb::CommitResponse { event: Some(pb::commit_response::Event::Summary(r.into())) }
+            },
         )))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
     async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let (repo, handle) = self.repos.resolve(&request.get_ref().cwd)?;
-        let root = repo.root.display().to_string();
+        let root = repo.root.clone();
         let files = blocking(move || status::status(&repo, &handle.index)).await?;
-        Ok(Response::new(pb::StatusResponse { root, files: files.into_iter().map(Into::into).collect() }))
+        let files = files
+            .into_iter()
+            .map(|f| {
+                let busy = self.activity.preparing(&root, &f.path);
+                let mut file = pb::FileStatus::from(f);
+                if let Some((done, total)) = busy {
+                    file.activity = format!("chunking {}%", done * 100 / total.max(1));
+                }
+                file
+            })
+            .collect();
+        Ok(Response::new(pb::StatusResponse { root: root.display().to_string(), files }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, path = %request.get_ref().path))]
@@ -187,6 +215,7 @@ impl Shardd for Service {
         let named: Vec<String> =
             req.manifests.iter().map(|m| repo.file_arg(Path::new(&req.cwd), m)).collect::<Result<_>>()?;
         let guard = Arc::clone(&handle.lock).lock_owned().await;
+        let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_blocking(
             move |reporter| {
                 let _guard = guard;
@@ -194,7 +223,12 @@ impl Shardd for Service {
                 checkout::checkout(&repo, &handle.index, &files, req.force, reporter)
             },
             |p| pb::CheckoutResponse { event: Some(pb::checkout_response::Event::Progress(p)) },
-            |r| pb::CheckoutResponse { event: Some(pb::checkout_response::Event::Summary(r.into())) },
+            move |r| {
+                for file in &r.written {
+                    activity.emit(&root, file, Change::CheckedOut, None);
+                }
+                pb::CheckoutResponse { event: Some(pb::checkout_response::Event::Summary(r.into())) }
+            },
         )))
     }
 
@@ -207,7 +241,7 @@ impl Shardd for Service {
         Ok(Response::new(stream_blocking(
             move |reporter| {
                 let _guard = guard;
-                gc::gc(&repo, dry_run, reporter)
+                gc::gc(&repo, &handle.index, dry_run, reporter)
             },
             |p| pb::GcResponse { event: Some(pb::gc_response::Event::Progress(p)) },
             move |r| pb::GcResponse { event: Some(pb::gc_response::Event::Summary(convert::gc_summary(r, dry_run))) },
@@ -256,13 +290,19 @@ impl Shardd for Service {
         let remote = open_remote(&repo, &req.cwd, &req.remote, &req.env)?;
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let jobs = jobs(req.jobs);
+        let (activity, root, pushed) = (Arc::clone(&self.activity), repo.root.clone(), files.clone());
         Ok(Response::new(stream_async(
             move |mut reporter| async move {
                 let _guard = guard;
                 transfer::push(repo, files, remote, jobs, &mut reporter).await
             },
             |p| pb::PushResponse { event: Some(pb::push_response::Event::Progress(p)) },
-            |r| pb::PushResponse { event: Some(pb::push_response::Event::Summary(r.into())) },
+            move |r| {
+                for file in &pushed {
+                    activity.emit(&root, file, Change::Pushed, None);
+                }
+                pb::PushResponse { event: Some(pb::push_response::Event::Summary(r.into())) }
+            },
         )))
     }
 
@@ -275,14 +315,38 @@ impl Shardd for Service {
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let options = (jobs(req.jobs), req.force);
         let index = handle.index.clone();
+        let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_async(
             move |mut reporter| async move {
                 let _guard = guard;
                 transfer::pull(repo, index, files, remote, options, &mut reporter).await
             },
             |p| pb::PullResponse { event: Some(pb::pull_response::Event::Progress(p)) },
-            |r| pb::PullResponse { event: Some(pb::pull_response::Event::Summary(r.into())) },
+            move |r| {
+                for file in r.checkout.iter().flat_map(|c| &c.written) {
+                    activity.emit(&root, file, Change::CheckedOut, None);
+                }
+                pb::PullResponse { event: Some(pb::pull_response::Event::Summary(r.into())) }
+            },
         )))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let cwd = request.into_inner().cwd;
+        let root = if cwd.is_empty() { None } else { Some(self.repos.resolve(&cwd)?.0.root) };
+        let events = tokio_stream::wrappers::BroadcastStream::new(self.activity.subscribe());
+        let stream = events.filter_map(move |event| match event {
+            Ok(e) if root.as_ref().is_none_or(|r| *r == e.root) => Some(Ok(e.into())),
+            Ok(_) => None,
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                Some(Ok(pb::SubscribeResponse { lagged: n, ..Default::default() }))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

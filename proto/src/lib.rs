@@ -61,6 +61,12 @@ pub fn log_path(socket: &Path) -> PathBuf {
     sibling(socket, "log")
 }
 
+/// The list of repositories the daemon watches, re-armed when it restarts.
+#[must_use]
+pub fn repos_path(socket: &Path) -> PathBuf {
+    sibling(socket, "repos")
+}
+
 /// The real user id of this process; the socket directory and its peers must belong to it.
 #[must_use]
 pub fn current_uid() -> u32 {

@@ -1,7 +1,8 @@
 //! `nshard status`.
 //!
 //! `--json` schema (stable): `{"root": str, "files": [{"path": str, "state":
-//! "clean"|"modified"|"new"|"missing", "size": int, "chunks": int, "missing_chunks": int}]}`.
+//! "clean"|"modified"|"new"|"missing", "size": int, "chunks": int, "missing_chunks": int,
+//! "prepared": bool, "activity": str}]}`.
 
 use anyhow::Result;
 use serde_json::json;
@@ -32,7 +33,8 @@ pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
             .iter()
             .map(|f| {
                 json!({"path": f.path, "state": state_name(f.state()), "size": f.size,
-                       "chunks": f.chunks, "missing_chunks": f.missing_chunks})
+                       "chunks": f.chunks, "missing_chunks": f.missing_chunks,
+                       "prepared": f.prepared, "activity": f.activity})
             })
             .collect();
         return render::json(&json!({"root": response.root, "files": files}));
@@ -47,7 +49,8 @@ pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
         } else {
             String::new()
         };
-        say!("{:>9}  {}{note}", state_name(file.state()), file.path);
+        let busy = if file.activity.is_empty() { String::new() } else { format!("  [{}]", file.activity) };
+        say!("{:>9}  {}{busy}{note}", state_name(file.state()), file.path);
     }
     Ok(())
 }

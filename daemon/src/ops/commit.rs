@@ -5,7 +5,7 @@ use crate::fsutil::write_atomic;
 use crate::index::{FileStamp, Index};
 use crate::manifest::{self, Manifest};
 use crate::ops::Reporter;
-use crate::ops::hashing::hash_file;
+use crate::ops::hashing::{Hashed, hash_file};
 use crate::repo::Repo;
 
 /// What to commit.
@@ -57,10 +57,10 @@ pub fn commit(
     for file in candidates {
         let previous = if repo.has_manifest(&file) { Some(repo.read_manifest(&file)?) } else { None };
         let path = repo.abs(&file);
+        let stamp = FileStamp::read(&path)?;
         if let Some(previous) = &previous {
-            let stamp = FileStamp::read(&path)?;
-            let unchanged_size = stamp.size == previous.size;
-            if unchanged_size && index.known_hash(&file, &stamp) == Some(previous.sha256) {
+            let same_size = stamp.size == previous.size;
+            if same_size && index.known_hash(&file, &stamp) == Some(previous.sha256) {
                 let present = previous.chunks.iter().all(|c| repo.store.contains(&c.sha256));
                 if present {
                     report.unchanged += 1;
@@ -69,7 +69,10 @@ pub fn commit(
                 }
             }
         }
-        let hashed = hash_file(&path, &file, &repo.config.chunking, Some(&repo.store), reporter)?;
+        let hashed = match prepared(repo, index, &file, &stamp) {
+            Some(hashed) => hashed,
+            None => hash_file(&path, &file, &repo.config.chunking, Some(&repo.store), reporter)?,
+        };
         index.record(&file, &hashed.stamp.expect("set after hashing"), &hashed.digest())?;
         report.new_chunks += hashed.new_chunks;
         report.reused_chunks += hashed.chunks.len() as u64 - hashed.new_chunks;
@@ -90,9 +93,27 @@ pub fn commit(
             continue;
         }
         write_atomic(&repo.abs(&format!("{file}{}", manifest::SUFFIX)), manifest.to_json().as_bytes())?;
+        index.forget_prepared(&file)?;
         report.committed.push(Committed { manifest, new_chunks: hashed.new_chunks });
     }
     Ok(report)
+}
+
+/// The daemon's background result for `file`, if it was made from the file exactly as it is
+/// now, with today's chunking, and all its chunks are still stored.
+fn prepared(repo: &Repo, index: &Index, file: &str, stamp: &FileStamp) -> Option<Hashed> {
+    let p = index.prepared(file, stamp)?;
+    let usable = p.chunking == repo.config.chunking
+        && p.chunks.iter().all(|c| repo.store.contains(&c.sha256));
+    usable.then(|| Hashed {
+        size: p.stamp.size,
+        sha256: Some(p.sha256),
+        stamp: Some(p.stamp),
+        new_chunks: p.new_chunks,
+        new_bytes: p.new_bytes,
+        stored_bytes: p.stored_bytes,
+        chunks: p.chunks,
+    })
 }
 
 /// The existing tracked files to look at: all of them, or the named ones (each of which must

@@ -6,6 +6,7 @@ use shard_proto::ProgressUnit;
 
 use crate::chunk::ChunkHash;
 use crate::error::Result;
+use crate::index::Index;
 use crate::ops::Reporter;
 use crate::repo::Repo;
 
@@ -22,9 +23,13 @@ pub struct GcReport {
     pub freed_bytes: u64,
 }
 
-/// Collects garbage; with `dry_run` only reports.
-pub fn gc(repo: &Repo, dry_run: bool, reporter: &mut Reporter) -> Result<GcReport> {
+/// Collects garbage; with `dry_run` only reports. Chunks of results the daemon prepared in the
+/// background but nobody committed yet are kept too.
+pub fn gc(repo: &Repo, index: &Index, dry_run: bool, reporter: &mut Reporter) -> Result<GcReport> {
     let mut live: HashSet<ChunkHash> = HashSet::new();
+    for prepared in index.all_prepared() {
+        live.extend(prepared.chunks.iter().map(|c| c.sha256));
+    }
     let mut report = GcReport::default();
     for manifest in repo.manifests()? {
         let file = manifest.strip_suffix(crate::manifest::SUFFIX).expect("listed as a manifest");

@@ -33,6 +33,8 @@ pub struct FileReport {
     pub chunks: u64,
     /// Chunks of the manifest missing from the local store.
     pub missing_chunks: u64,
+    /// The daemon has chunked the file as it is now.
+    pub prepared: bool,
 }
 
 /// The status of every tracked file.
@@ -40,9 +42,17 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
     let mut out = Vec::new();
     for tracked in repo.tracked()? {
         let path = repo.abs(&tracked.path);
-        let size = if tracked.exists { FileStamp::read(&path)?.size } else { 0 };
-        let mut report =
-            FileReport { path: tracked.path.clone(), state: State::New, size, chunks: 0, missing_chunks: 0 };
+        let stamp = if tracked.exists { Some(FileStamp::read(&path)?) } else { None };
+        let size = stamp.map_or(0, |s| s.size);
+        let prepared = stamp.is_some_and(|s| index.prepared(&tracked.path, &s).is_some());
+        let mut report = FileReport {
+            path: tracked.path.clone(),
+            state: State::New,
+            size,
+            chunks: 0,
+            missing_chunks: 0,
+            prepared,
+        };
         if tracked.has_manifest {
             let manifest = repo.read_manifest(&tracked.path)?;
             report.chunks = manifest.chunks.len() as u64;

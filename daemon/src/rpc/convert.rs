@@ -7,6 +7,7 @@ use crate::ops::commit::CommitReport;
 use crate::ops::diff::DiffStats;
 use crate::ops::gc::GcReport;
 use crate::ops::status::{FileReport, State};
+use crate::activity::{Change, FileEvent};
 use crate::manifest::SUFFIX;
 use crate::ops::transfer::TransferReport;
 use crate::repo::remotes::NamedRemote;
@@ -49,6 +50,8 @@ impl From<FileReport> for pb::FileStatus {
             size: r.size,
             missing_chunks: r.missing_chunks,
             chunks: r.chunks,
+            activity: String::new(),
+            prepared: r.prepared,
         }
     }
 }
@@ -108,6 +111,28 @@ impl From<TransferReport> for pb::TransferSummary {
             chunks_present: r.chunks_present,
             manifests: r.manifests,
             checkout: r.checkout.map(Into::into),
+        }
+    }
+}
+
+impl From<FileEvent> for pb::SubscribeResponse {
+    fn from(e: FileEvent) -> Self {
+        let (event, done, total) = match e.change {
+            Change::Modified => (pb::FileEvent::Modified, 0, 0),
+            Change::Preparing { done, total } => (pb::FileEvent::Preparing, done, total),
+            Change::Prepared => (pb::FileEvent::Prepared, 0, 0),
+            Change::Committed => (pb::FileEvent::Committed, 0, 0),
+            Change::Pushed => (pb::FileEvent::Pushed, 0, 0),
+            Change::CheckedOut => (pb::FileEvent::CheckedOut, 0, 0),
+        };
+        Self {
+            root: e.root.display().to_string(),
+            path: e.path,
+            event: event.into(),
+            sha256: e.sha256.map(|h| h.to_hex()).unwrap_or_default(),
+            done,
+            total,
+            lagged: 0,
         }
     }
 }

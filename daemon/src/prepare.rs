@@ -1,0 +1,144 @@
+//! Background chunking: files the watcher reports as changed are cut, hashed and stored on a
+//! dedicated low-priority thread, and the result is recorded in the index keyed by the file's
+//! identity, so `nshard commit` only has to write the manifest.
+//!
+//! One file at a time, at nice 10, so background work never competes with an interactive
+//! request for more than its share. A file rewritten while it is read is detected (its stamp
+//! changes) and read again; nothing half-read is ever recorded.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+use crate::activity::{Activity, Change};
+use crate::error::Result;
+use crate::index::{FileStamp, Prepared};
+use crate::ops::Reporter;
+use crate::ops::hashing::hash_file;
+use crate::repo::Repo;
+use crate::repos::Repos;
+
+/// Niceness of the background thread: below interactive work, above idle batch jobs.
+const BACKGROUND_NICE: i32 = 10;
+
+enum Job {
+    File(PathBuf, String),
+    Scan(PathBuf),
+}
+
+/// Queues background work.
+#[derive(Clone)]
+pub struct Preparer {
+    jobs: Sender<Job>,
+    queued: Arc<Mutex<HashSet<(PathBuf, String)>>>,
+}
+
+impl Preparer {
+    /// Starts the background thread.
+    #[must_use]
+    pub fn start(repos: Arc<Repos>, activity: Arc<Activity>) -> Self {
+        let (jobs, rx) = channel();
+        let queued: Arc<Mutex<HashSet<(PathBuf, String)>>> = Arc::default();
+        let worker = Worker { repos, activity, queued: Arc::clone(&queued), jobs: jobs.clone() };
+        let spawned = std::thread::Builder::new()
+            .name("shardd-prepare".into())
+            .spawn(move || worker.run(&rx));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start background chunking");
+        }
+        Self { jobs, queued }
+    }
+
+    /// Prepares `rel` in `root` (coalesced with a queued request for the same file).
+    pub fn prepare(&self, root: PathBuf, rel: String) {
+        let fresh = self
+            .queued
+            .lock()
+            .expect("no code panics while holding this lock")
+            .insert((root.clone(), rel.clone()));
+        if fresh {
+            let _ = self.jobs.send(Job::File(root, rel));
+        }
+    }
+
+    /// Prepares every tracked file of `root` the index does not know in its current state.
+    pub fn scan(&self, root: &Path) {
+        let _ = self.jobs.send(Job::Scan(root.to_path_buf()));
+    }
+}
+
+struct Worker {
+    repos: Arc<Repos>,
+    activity: Arc<Activity>,
+    queued: Arc<Mutex<HashSet<(PathBuf, String)>>>,
+    jobs: Sender<Job>,
+}
+
+impl Worker {
+    fn run(&self, rx: &Receiver<Job>) {
+        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE) {
+            tracing::debug!(error = %e, "cannot lower the background thread's priority");
+        }
+        while let Ok(job) = rx.recv() {
+            match job {
+                Job::File(root, rel) => {
+                    let _ = self.queued.lock().expect("no code panics while holding this lock").remove(&(root.clone(), rel.clone()));
+                    if let Err(e) = self.prepare(&root, &rel) {
+                        tracing::debug!(path = rel, error = %e.render(), "background chunking skipped");
+                    }
+                }
+                Job::Scan(root) => self.scan(&root),
+            }
+        }
+    }
+
+    fn scan(&self, root: &Path) {
+        let tracked = Repo::open(root).and_then(|repo| repo.tracked());
+        match tracked {
+            Ok(files) => {
+                for file in files.into_iter().filter(|f| f.exists) {
+                    let fresh = self.queued.lock().expect("no code panics while holding this lock").insert((root.to_path_buf(), file.path.clone()));
+                    if fresh {
+                        let _ = self.jobs.send(Job::File(root.to_path_buf(), file.path));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(root = %root.display(), error = %e.render(), "scan skipped"),
+        }
+    }
+
+    fn prepare(&self, root: &Path, rel: &str) -> Result<()> {
+        let repo = Repo::open(root)?;
+        let path = repo.abs(rel);
+        if !path.is_file() || !(repo.has_manifest(rel) || repo.patterns()?.is_match(rel)) {
+            return Ok(());
+        }
+        let handle = self.repos.handle(&repo)?;
+        let stamp = FileStamp::read(&path)?;
+        if handle.index.prepared(rel, &stamp).is_some() {
+            return Ok(());
+        }
+        if let Some(known) = handle.index.known_hash(rel, &stamp) {
+            let committed = repo.read_manifest(rel).ok().is_some_and(|m| m.sha256 == known);
+            if committed {
+                return Ok(()); // Clean: nothing to prepare.
+            }
+        }
+        let mut reporter = Reporter::activity(Arc::clone(&self.activity), root, rel);
+        let hashed = hash_file(&path, rel, &repo.config.chunking, Some(&repo.store), &mut reporter)?;
+        let prepared = Prepared {
+            stamp: hashed.stamp.expect("set after hashing"),
+            sha256: hashed.digest(),
+            chunking: repo.config.chunking,
+            new_chunks: hashed.new_chunks,
+            new_bytes: hashed.new_bytes,
+            stored_bytes: hashed.stored_bytes,
+            chunks: hashed.chunks,
+        };
+        handle.index.record_prepared(rel, &prepared)?;
+        tracing::debug!(path = rel, chunks = prepared.chunks.len(), "prepared in the background");
+        self.activity.emit(root, rel, Change::Prepared, Some(prepared.sha256));
+        Ok(())
+    }
+}

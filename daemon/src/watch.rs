@@ -1,0 +1,195 @@
+//! Watching tracked files with notify: changes are debounced per file and handed to the
+//! background preparer ([`crate::prepare`]). Every repository the daemon has served is watched
+//! and remembered (in `shardd.repos` beside the socket), so a restarted daemon re-arms.
+//!
+//! notify's limits are handled: an exhausted inotify watch limit is logged with the sysctl that
+//! raises it, and an overflowed event queue triggers a rescan so state is never silently stale.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::activity::{Activity, Change};
+use crate::manifest::SUFFIX;
+use crate::prepare::Preparer;
+use crate::repo::SHARD_DIR;
+
+/// A file must stay quiet this long before it is chunked: long enough to let a training loop
+/// finish writing a checkpoint, short enough that a commit right after saving finds it ready.
+const DEBOUNCE: Duration = Duration::from_millis(400);
+
+/// Handle for registering repositories with the watcher task.
+#[derive(Clone, Debug)]
+pub struct Watcher {
+    roots: mpsc::UnboundedSender<PathBuf>,
+}
+
+impl Watcher {
+    /// Watches `root` from now on (idempotent).
+    pub fn watch(&self, root: &Path) {
+        let _ = self.roots.send(root.to_path_buf());
+    }
+}
+
+/// Starts the watcher task. `remembered` lists repositories to re-arm and is kept current.
+#[must_use]
+pub fn spawn(preparer: Preparer, activity: Arc<Activity>, remembered: PathBuf, shutdown: CancellationToken) -> Watcher {
+    let (roots_tx, roots_rx) = mpsc::unbounded_channel();
+    drop(tokio::spawn(run(roots_rx, preparer, activity, remembered, shutdown)));
+    Watcher { roots: roots_tx }
+}
+
+struct State {
+    watcher: Option<notify::RecommendedWatcher>,
+    roots: BTreeSet<PathBuf>,
+    pending: HashMap<PathBuf, Instant>,
+    remembered: PathBuf,
+    preparer: Preparer,
+    activity: Arc<Activity>,
+}
+
+async fn run(
+    mut roots_rx: mpsc::UnboundedReceiver<PathBuf>,
+    preparer: Preparer,
+    activity: Arc<Activity>,
+    remembered: PathBuf,
+    shutdown: CancellationToken,
+) {
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event| {
+        let _ = events_tx.send(event);
+    });
+    let watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "file watching is unavailable; commits will read files on demand");
+            None
+        }
+    };
+    let mut state = State { watcher, roots: BTreeSet::new(), pending: HashMap::new(), remembered, preparer, activity };
+    for root in load_remembered(&state.remembered) {
+        state.add_root(root, false);
+    }
+    loop {
+        let next_due = state.pending.values().min().copied();
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(root) = roots_rx.recv() => state.add_root(root, true),
+            Some(event) = events_rx.recv() => state.on_event(event),
+            () = sleep_until(next_due) => state.dispatch_due(),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl State {
+    fn add_root(&mut self, root: PathBuf, persist: bool) {
+        if !root.join(SHARD_DIR).is_dir() && !root.join(".git").exists() {
+            return; // Gone since it was remembered.
+        }
+        if !self.roots.insert(root.clone()) {
+            return;
+        }
+        if let Some(watcher) = &mut self.watcher {
+            if let Err(e) = watcher.watch(&root, RecursiveMode::Recursive) {
+                log_watch_error(&root, &e);
+            } else {
+                tracing::info!(root = %root.display(), "watching repository");
+            }
+        }
+        if persist {
+            save_remembered(&self.remembered, &self.roots);
+        }
+        // Catch up on changes made while nobody watched.
+        self.preparer.scan(&root);
+    }
+
+    fn on_event(&mut self, event: notify::Result<notify::Event>) {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "file watcher error; rescanning");
+                self.rescan();
+                return;
+            }
+        };
+        if event.need_rescan() {
+            tracing::warn!("file events were lost (queue overflow); rescanning");
+            self.rescan();
+            return;
+        }
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for path in event.paths {
+            if let Some((root, rel)) = self.locate(&path) {
+                self.activity.emit(&root, &rel, Change::Modified, None);
+                let _ = self.pending.insert(path, Instant::now() + DEBOUNCE);
+            }
+        }
+    }
+
+    /// The repository and relative path of a changed file we may care about.
+    fn locate(&self, path: &Path) -> Option<(PathBuf, String)> {
+        let root = self.roots.iter().filter(|r| path.starts_with(r)).max_by_key(|r| r.as_os_str().len())?;
+        let rel = path.strip_prefix(root).ok()?.to_str()?.to_owned();
+        let name = path.file_name()?.to_str()?;
+        let internal = rel.split('/').any(|part| part == ".git" || part == SHARD_DIR);
+        let ours = rel.ends_with(SUFFIX) || (name.starts_with('.') && name.ends_with(".tmp"));
+        (!internal && !ours && !rel.is_empty()).then(|| (root.clone(), rel))
+    }
+
+    fn dispatch_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PathBuf> = self.pending.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
+        for path in due {
+            let _ = self.pending.remove(&path);
+            if let Some((root, rel)) = self.locate(&path) {
+                self.preparer.prepare(root, rel);
+            }
+        }
+    }
+
+    fn rescan(&self) {
+        for root in &self.roots {
+            self.preparer.scan(root);
+        }
+    }
+}
+
+fn log_watch_error(root: &Path, error: &notify::Error) {
+    if matches!(error.kind, notify::ErrorKind::MaxFilesWatch) {
+        tracing::warn!(
+            root = %root.display(),
+            "the inotify watch limit is exhausted; background chunking is off for this repository \
+             (raise it with `sudo sysctl fs.inotify.max_user_watches=524288`)"
+        );
+    } else {
+        tracing::warn!(root = %root.display(), error = %error, "cannot watch repository");
+    }
+}
+
+fn load_remembered(path: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
+        .unwrap_or_default()
+}
+
+fn save_remembered(path: &Path, roots: &BTreeSet<PathBuf>) {
+    let text: String = roots.iter().map(|r| format!("{}\n", r.display())).collect();
+    if let Err(e) = crate::fsutil::write_atomic(path, text.as_bytes()) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remember watched repositories");
+    }
+}
