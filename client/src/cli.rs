@@ -258,6 +258,14 @@ pub fn shardd_bin_override() -> Option<PathBuf> {
     std::env::var_os("SHARDD_BIN").filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
+/// `NSHARD_AUTOSTART=0` (or `false`/`no`): never start a daemon; for machines where a service
+/// manager (systemd, launchd) owns `shardd`.
+#[must_use]
+pub fn autostart() -> bool {
+    let value = std::env::var_os("NSHARD_AUTOSTART").unwrap_or_default();
+    !matches!(value.to_str(), Some("0" | "false" | "no" | "off"))
+}
+
 /// The default socket path from `XDG_RUNTIME_DIR` / `TMPDIR`.
 #[must_use]
 pub fn default_socket() -> PathBuf {

@@ -3,6 +3,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fs_err as fs;
 use futures::StreamExt;
@@ -12,6 +14,23 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::rpc::Service;
+
+/// Cancels `shutdown` once no request has arrived for `timeout`.
+async fn stop_when_idle(last_request: Arc<Mutex<Instant>>, timeout: Duration, shutdown: CancellationToken) {
+    loop {
+        let last = *last_request.lock().expect("no code panics while holding this lock");
+        let deadline = last + timeout;
+        if Instant::now() >= deadline {
+            tracing::info!(?timeout, "idle timeout reached; shutting down");
+            shutdown.cancel();
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
 
 /// Where the listening socket came from.
 pub enum Listener {
@@ -41,12 +60,22 @@ pub fn listen(path: &Path) -> std::io::Result<Listener> {
 }
 
 /// Serves `service` on `listener` until `shutdown` is cancelled. Connections from other users
-/// are dropped before any request is read.
+/// are dropped before any request is read. With a non-zero `idle_timeout`, the daemon stops
+/// after that long without a request.
 pub async fn serve(
     listener: UnixListener,
     service: Service,
+    idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let last_request = Arc::new(Mutex::new(Instant::now()));
+    if !idle_timeout.is_zero() {
+        drop(tokio::spawn(stop_when_idle(Arc::clone(&last_request), idle_timeout, shutdown.clone())));
+    }
+    let touch = tower::ServiceBuilder::new().map_request(move |request: tonic::codegen::http::Request<_>| {
+        *last_request.lock().expect("no code panics while holding this lock") = Instant::now();
+        request
+    });
     let uid = shard_proto::current_uid();
     let incoming = UnixListenerStream::new(listener).filter_map(move |conn| async move {
         match conn {
@@ -69,6 +98,7 @@ pub async fn serve(
         .build_v1()
         .expect("the embedded descriptor set is valid");
     tonic::transport::Server::builder()
+        .layer(touch)
         .add_service(SharddServer::new(service).max_decoding_message_size(64 << 20))
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
