@@ -25,7 +25,7 @@ pub enum Command {
     /// Create a repository (.shard/) in the current directory.
     Init(InitArgs),
     /// Add .gitignore entries for .shard/ and every tracked file (never for manifests).
-    GitInit,
+    GitInit(GitInitArgs),
     /// Start tracking files or glob patterns (quote patterns: 'models/*.safetensors').
     Track(PathsArgs),
     /// Stop tracking files or patterns (manifests and stored chunks are kept).
@@ -46,8 +46,15 @@ pub enum Command {
     Pull(PullArgs),
     /// Manage named remotes.
     Remote(RemoteArgs),
+    /// Show every version of a file in Git history, with per-version storage growth.
+    Log(LogArgs),
+    /// Check the integrity of stored chunks and that every manifest's chunks exist.
+    Verify(VerifyArgs),
     /// Manage the daemon.
     Daemon(DaemonArgs),
+    /// Entry points for the Git hooks installed by `git-init --hooks`.
+    #[command(hide = true)]
+    Hook(HookArgs),
 }
 
 /// `nshard init`.
@@ -59,6 +66,49 @@ pub struct InitArgs {
     /// Cut fixed-size blocks instead of content-defined chunks
     #[arg(long)]
     pub fixed: bool,
+}
+
+/// `nshard git-init`.
+#[derive(Debug, Args)]
+pub struct GitInitArgs {
+    /// Also install Git hooks: pre-push uploads chunks, post-checkout/post-merge pull files
+    /// (existing hooks are kept and run first)
+    #[arg(long)]
+    pub hooks: bool,
+}
+
+/// `nshard log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The file (or its manifest)
+    pub file: String,
+    /// Print machine-readable JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nshard verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Verify this remote's copies (URL or name) instead of the local store
+    #[arg(long, short)]
+    pub remote: Option<String>,
+    /// Also check the manifests of every commit in Git history
+    #[arg(long)]
+    pub all: bool,
+    /// Print machine-readable JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nshard hook <name> <git's arguments>`.
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// pre-push, post-checkout or post-merge
+    pub name: String,
+    /// The arguments Git passed to the hook
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Commands taking paths or patterns.
@@ -96,6 +146,12 @@ pub struct JsonArgs {
 pub struct DiffArgs {
     /// The file (or its manifest)
     pub file: String,
+    /// Two Git revisions to compare (`diff FILE REV1 REV2`)
+    #[arg(value_name = "REV", num_args = 0..=2, conflicts_with = "rev")]
+    pub revs: Vec<String>,
+    /// Compare the working manifest with the one at this Git revision
+    #[arg(long)]
+    pub rev: Option<String>,
     /// Print machine-readable JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -110,6 +166,9 @@ pub struct CheckoutArgs {
     /// Overwrite files even when their current content is stored nowhere
     #[arg(long)]
     pub force: bool,
+    /// Materialise the versions recorded at this Git revision (Git's HEAD does not move)
+    #[arg(long)]
+    pub rev: Option<String>,
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
@@ -121,6 +180,12 @@ pub struct GcArgs {
     /// Only show what would be deleted
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep chunks written less than this long ago, e.g. 1h, 10m, 0s
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    /// Also drop local copies of chunks the default remote holds (they can be pulled again)
+    #[arg(long)]
+    pub evict_pushed: bool,
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
@@ -224,6 +289,22 @@ pub struct LogsArgs {
     /// Only the last N lines
     #[arg(short = 'n', long, default_value_t = 100)]
     pub lines: usize,
+}
+
+/// Parses `1h`, `10m`, `0s`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration such as 1h or 30m"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1,
+        "m" | "min" | "mins" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        other => return Err(format!("unknown duration unit `{other}` (use s, m, h or d)")),
+    };
+    Ok(std::time::Duration::from_secs(value.saturating_mul(secs)))
 }
 
 /// Parses `4MiB`, `4M`, `512KiB`, `65536` into bytes.

@@ -5,11 +5,14 @@ mod commit;
 mod daemon;
 mod diff;
 mod gc;
+mod history;
+mod hook;
 mod init;
 mod remote;
 mod status;
 mod track;
 mod transfer;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -51,7 +54,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Init(args) => init::init(&ctx, &args).await,
-        Command::GitInit => init::git_init(&ctx).await,
+        Command::GitInit(args) => init::git_init(&ctx, args.hooks).await,
         Command::Track(args) => track::track(&ctx, args.paths).await,
         Command::Untrack(args) => track::untrack(&ctx, args.paths).await,
         Command::Commit(args) => commit::commit(&ctx, args).await,
@@ -62,6 +65,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Push(args) => transfer::push(&ctx, args).await,
         Command::Pull(args) => transfer::pull(&ctx, args).await,
         Command::Remote(args) => remote::remote(&ctx, args.action).await,
+        Command::Log(args) => history::log(&ctx, args).await,
+        Command::Verify(args) => verify::verify(&ctx, args).await,
+        Command::Hook(args) => hook::hook(&ctx, args).await,
         Command::Daemon(args) => daemon::daemon(&ctx, args.action).await,
     }
 }

@@ -35,6 +35,7 @@ impl_event!(pb::CheckoutResponse, checkout_response, pb::CheckoutSummary);
 impl_event!(pb::GcResponse, gc_response, pb::GcSummary);
 impl_event!(pb::PushResponse, push_response, pb::TransferSummary);
 impl_event!(pb::PullResponse, pull_response, pb::TransferSummary);
+impl_event!(pb::VerifyResponse, verify_response, pb::VerifySummary);
 
 /// Reads a progress stream to its summary, drawing a bar on a terminal.
 pub async fn drive<R: Event>(mut stream: Streaming<R>) -> Result<R::Summary> {

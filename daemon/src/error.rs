@@ -133,6 +133,17 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// No manifest for a file at a revision.
+    #[error("{path} has no manifest at {rev}")]
+    NoManifestAt {
+        /// Repository-relative path of the file.
+        path: String,
+        /// The revision.
+        rev: String,
+    },
+    /// Git could not answer.
+    #[error(transparent)]
+    Git(#[from] crate::git::Error),
     /// A remote failed.
     #[error(transparent)]
     Remote(#[from] crate::store::remote::Error),
@@ -211,10 +222,16 @@ impl Error {
             | Self::RemoteExists { .. }
             | Self::BadRemoteName { .. }
             | Self::NoDefaultRemote { .. } => Code::InvalidArgument,
-            Self::PathNotFound { .. } | Self::NoManifest { .. } | Self::ChunkMissing { .. } => {
+            Self::PathNotFound { .. }
+            | Self::NoManifest { .. }
+            | Self::ChunkMissing { .. }
+            | Self::NoManifestAt { .. } => {
                 Code::NotFound
             }
             Self::Remote(e) => e.code(),
+            Self::Git(crate::git::Error::NotGit(_) | crate::git::Error::BadRevision(_)) => {
+                Code::FailedPrecondition
+            }
             _ => Code::Internal,
         }
     }

@@ -26,9 +26,10 @@ pub fn temp_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
 
 /// Flushes `tmp` to disk and renames it to `path`, keeping `path`'s permissions if it exists.
 pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(tmp.path(), meta.permissions()).map_err(|e| with_path(e, path))?;
-    }
+    // tempfile creates 0600 files; a new working file gets the usual 0644 instead.
+    let permissions = std::fs::metadata(path)
+        .map_or_else(|_| std::os::unix::fs::PermissionsExt::from_mode(0o644), |meta| meta.permissions());
+    std::fs::set_permissions(tmp.path(), permissions).map_err(|e| with_path(e, path))?;
     tmp.as_file().sync_all().map_err(|e| with_path(e, tmp.path()))?;
     let _ = tmp.persist(path).map_err(|e| with_path(e.error, path))?;
     Ok(())

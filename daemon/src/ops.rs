@@ -6,10 +6,13 @@ pub mod commit;
 pub mod diff;
 pub mod gc;
 pub mod gitignore;
+pub mod history;
+pub mod hooks;
 pub mod hashing;
 pub mod status;
 pub mod track;
 pub mod transfer;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

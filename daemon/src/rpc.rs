@@ -19,7 +19,7 @@ use tracing::instrument;
 use crate::activity::{Activity, Change};
 use crate::chunk::cdc::{Chunking, DEFAULT_AVG_BYTES};
 use crate::error::Result;
-use crate::ops::{self, checkout, commit, diff, gc, gitignore, status, track, transfer};
+use crate::ops::{self, checkout, commit, diff, gc, gitignore, history, hooks, status, track, transfer, verify};
 use crate::store::remote::Remote;
 use crate::repo::Repo;
 use crate::repos::Repos;
@@ -73,6 +73,7 @@ impl Shardd for Service {
     type PushStream = RpcStream<pb::PushResponse>;
     type PullStream = RpcStream<pb::PullResponse>;
     type SubscribeStream = RpcStream<pb::SubscribeResponse>;
+    type VerifyStream = RpcStream<pb::VerifyResponse>;
 
     async fn daemon_status(
         &self,
@@ -121,10 +122,16 @@ impl Shardd for Service {
         &self,
         request: Request<pb::GitInitRequest>,
     ) -> Result<Response<pb::GitInitResponse>, Status> {
-        let (repo, _) = self.repos.resolve(&request.get_ref().cwd)?;
+        let req = request.into_inner();
+        let (repo, _) = self.repos.resolve(&req.cwd)?;
         let gitignore = repo.root.join(".gitignore").display().to_string();
-        let entries = blocking(move || gitignore::write_block(&repo)).await?;
-        Ok(Response::new(pb::GitInitResponse { gitignore, entries }))
+        let (entries, hooks) = blocking(move || {
+            let entries = gitignore::write_block(&repo)?;
+            let hooks = if req.hooks { hooks::install(&repo)? } else { Vec::new() };
+            Ok((entries, hooks.iter().map(|h| h.display().to_string()).collect()))
+        })
+        .await?;
+        Ok(Response::new(pb::GitInitResponse { gitignore, entries, hooks }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
@@ -201,7 +208,12 @@ impl Shardd for Service {
         let (repo, _) = self.repos.resolve(&req.cwd)?;
         let file = repo.file_arg(Path::new(&req.cwd), &req.path)?;
         let path = file.clone();
-        let stats = blocking(move || diff::diff_working(&repo, &path, &mut ops::Reporter::silent())).await?;
+        let stats = blocking(move || match (req.rev.as_str(), req.rev2.as_str()) {
+            ("", _) => diff::diff_working(&repo, &path, &mut ops::Reporter::silent()),
+            (rev, "") => history::diff_revisions(&repo, &path, rev, None),
+            (rev, rev2) => history::diff_revisions(&repo, &path, rev, Some(rev2)),
+        })
+        .await?;
         Ok(Response::new(convert::diff_response(file, &stats)))
     }
 
@@ -220,7 +232,15 @@ impl Shardd for Service {
             move |reporter| {
                 let _guard = guard;
                 let files = if named.is_empty() { checkout::all_files(&repo)? } else { named };
-                checkout::checkout(&repo, &handle.index, &files, req.force, reporter)
+                if req.rev.is_empty() {
+                    return checkout::checkout(&repo, &handle.index, &files, req.force, reporter);
+                }
+                let git = history::git(&repo)?;
+                let manifests = files
+                    .into_iter()
+                    .map(|f| Ok((f.clone(), history::manifest_at(&repo, &git, &req.rev, &f)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                checkout::checkout_manifests(&repo, &handle.index, &manifests, req.force, reporter)
             },
             |p| pb::CheckoutResponse { event: Some(pb::checkout_response::Event::Progress(p)) },
             move |r| {
@@ -236,12 +256,22 @@ impl Shardd for Service {
     async fn gc(&self, request: Request<pb::GcRequest>) -> Result<Response<Self::GcStream>, Status> {
         let req = request.into_inner();
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
+        let remote = if req.evict_pushed { Some(open_remote(&repo, &req.cwd, "", &req.env)?) } else { None };
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let dry_run = req.dry_run;
-        Ok(Response::new(stream_blocking(
-            move |reporter| {
+        let grace = req.grace_secs.map_or(gc::DEFAULT_GRACE, Duration::from_secs);
+        Ok(Response::new(stream_async(
+            move |mut reporter| async move {
                 let _guard = guard;
-                gc::gc(&repo, &handle.index, dry_run, reporter)
+                let evictable = match remote {
+                    Some(remote) => held_by(&repo, &remote).await?,
+                    None => std::collections::HashSet::new(),
+                };
+                let options = gc::GcOptions { dry_run, grace, evictable };
+                let index = handle.index.clone();
+                tokio::task::spawn_blocking(move || gc::gc(&repo, &index, &options, &mut reporter))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
             },
             |p| pb::GcResponse { event: Some(pb::gc_response::Event::Progress(p)) },
             move |r| pb::GcResponse { event: Some(pb::gc_response::Event::Summary(convert::gc_summary(r, dry_run))) },
@@ -286,15 +316,22 @@ impl Shardd for Service {
     async fn push(&self, request: Request<pb::PushRequest>) -> Result<Response<Self::PushStream>, Status> {
         let req = request.into_inner();
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
-        let files = self.selected_files(&repo, &req.cwd, &req.manifests)?;
+        let selection = if req.revisions.is_empty() {
+            transfer::Selection::Files(self.selected_files(&repo, &req.cwd, &req.manifests)?)
+        } else {
+            transfer::Selection::Revisions(req.revisions)
+        };
         let remote = open_remote(&repo, &req.cwd, &req.remote, &req.env)?;
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let jobs = jobs(req.jobs);
-        let (activity, root, pushed) = (Arc::clone(&self.activity), repo.root.clone(), files.clone());
+        let scan = repo.clone();
+        let manifests = blocking(move || transfer::select(&scan, &selection)).await?;
+        let pushed: Vec<String> = manifests.iter().map(|(f, _)| f.clone()).collect();
+        let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_async(
             move |mut reporter| async move {
                 let _guard = guard;
-                transfer::push(repo, files, remote, jobs, &mut reporter).await
+                transfer::push(repo, manifests, remote, jobs, &mut reporter).await
             },
             |p| pb::PushResponse { event: Some(pb::push_response::Event::Progress(p)) },
             move |r| {
@@ -310,10 +347,15 @@ impl Shardd for Service {
     async fn pull(&self, request: Request<pb::PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let req = request.into_inner();
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
-        let files = self.selected_files(&repo, &req.cwd, &req.manifests)?;
-        let remote = open_remote(&repo, &req.cwd, &req.remote, &req.env)?;
+        let selection = match req.changed.as_slice() {
+            [old, new] => transfer::Selection::Changed(old.clone(), new.clone()),
+            _ => transfer::Selection::Files(self.selected_files(&repo, &req.cwd, &req.manifests)?),
+        };
+        let remote = open_remote(&repo, &req.cwd, &req.remote, &req.env);
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let options = (jobs(req.jobs), req.force);
+        let scan = repo.clone();
+        let files = blocking(move || transfer::select(&scan, &selection)).await?;
         let index = handle.index.clone();
         let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_async(
@@ -328,6 +370,36 @@ impl Shardd for Service {
                 }
                 pb::PullResponse { event: Some(pb::pull_response::Event::Summary(r.into())) }
             },
+        )))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, path = %request.get_ref().path))]
+    async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
+        let req = request.into_inner();
+        let (repo, _) = self.repos.resolve(&req.cwd)?;
+        let file = repo.file_arg(Path::new(&req.cwd), &req.path)?;
+        let versions = blocking(move || history::log(&repo, &file)).await?;
+        Ok(Response::new(pb::LogResponse { entries: versions.into_iter().map(Into::into).collect() }))
+    }
+
+    #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
+    async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<Self::VerifyStream>, Status> {
+        let req = request.into_inner();
+        let (repo, _) = self.repos.resolve(&req.cwd)?;
+        let remote =
+            if req.remote.is_empty() { None } else { Some(open_remote(&repo, &req.cwd, &req.remote, &req.env)?) };
+        let all = req.all;
+        Ok(Response::new(stream_async(
+            move |mut reporter| async move {
+                match remote {
+                    Some(remote) => verify::verify_remote(repo, remote, all, &mut reporter).await,
+                    None => tokio::task::spawn_blocking(move || verify::verify_local(&repo, all, &mut reporter))
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                }
+            },
+            |p| pb::VerifyResponse { event: Some(pb::verify_response::Event::Progress(p)) },
+            |r| pb::VerifyResponse { event: Some(pb::verify_response::Event::Summary(r.into())) },
         )))
     }
 
@@ -365,6 +437,20 @@ impl Service {
 fn open_remote(repo: &Repo, cwd: &str, arg: &str, env: &HashMap<String, String>) -> Result<Remote> {
     let url = repo.remote_url(arg)?;
     Ok(Remote::open(&url, Path::new(cwd), env)?)
+}
+
+/// The local chunks `remote` already holds (their local copies are re-downloadable).
+async fn held_by(repo: &Repo, remote: &Remote) -> Result<std::collections::HashSet<crate::chunk::ChunkHash>> {
+    let store = repo.store.clone();
+    let local: Vec<_> = tokio::task::spawn_blocking(move || store.list())
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??
+        .into_iter()
+        .map(|o| o.hash)
+        .collect();
+    remote.check().await?;
+    let missing: std::collections::HashSet<_> = remote.missing(&local).await?.into_iter().collect();
+    Ok(local.into_iter().filter(|h| !missing.contains(h)).collect())
 }
 
 /// The requested parallelism, or the default.

@@ -11,7 +11,12 @@ use crate::say;
 
 /// Rebuilds files from the local store.
 pub async fn checkout(ctx: &Ctx, args: CheckoutArgs) -> Result<()> {
-    let request = CheckoutRequest { cwd: ctx.cwd.clone(), manifests: args.manifests, force: args.force };
+    let request = CheckoutRequest {
+        cwd: ctx.cwd.clone(),
+        manifests: args.manifests,
+        force: args.force,
+        rev: args.rev.unwrap_or_default(),
+    };
     let stream = ctx.client().await?.checkout(request).await.map_err(status_error)?.into_inner();
     let summary = drive(stream).await?;
     if args.json {

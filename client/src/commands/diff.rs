@@ -11,7 +11,13 @@ use crate::say;
 
 /// Prints chunk-level statistics of a working file against its manifest.
 pub async fn diff(ctx: &Ctx, args: DiffArgs) -> Result<()> {
-    let request = DiffRequest { cwd: ctx.cwd.clone(), path: args.file };
+    let (rev, rev2) = match (args.rev, args.revs.as_slice()) {
+        (Some(rev), _) => (rev, String::new()),
+        (None, [rev]) => (rev.clone(), String::new()),
+        (None, [rev, rev2]) => (rev.clone(), rev2.clone()),
+        _ => (String::new(), String::new()),
+    };
+    let request = DiffRequest { cwd: ctx.cwd.clone(), path: args.file, rev, rev2 };
     let d = ctx.client().await?.diff(request).await.map_err(status_error)?.into_inner();
     if args.json {
         return render::json(&json!({

@@ -21,12 +21,15 @@ pub async fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
 }
 
 /// Writes the managed `.gitignore` block.
-pub async fn git_init(ctx: &Ctx) -> Result<()> {
-    let request = GitInitRequest { cwd: ctx.cwd.clone() };
+pub async fn git_init(ctx: &Ctx, hooks: bool) -> Result<()> {
+    let request = GitInitRequest { cwd: ctx.cwd.clone(), hooks };
     let response = ctx.client().await?.git_init(request).await.map_err(status_error)?.into_inner();
     say!("Updated {} to ignore:", response.gitignore);
     for entry in response.entries.iter().filter(|e| !e.starts_with('!')) {
         say!("  {entry}");
+    }
+    for hook in &response.hooks {
+        say!("Installed hook {hook}");
     }
     Ok(())
 }

@@ -30,6 +30,7 @@ pub async fn push(ctx: &Ctx, args: PushArgs) -> Result<()> {
         manifests: args.manifests,
         env: forwarded_env(),
         jobs: args.jobs,
+        revisions: Vec::new(),
     };
     let stream = ctx.client().await?.push(request).await.map_err(status_error)?.into_inner();
     let s = drive(stream).await?;
@@ -56,6 +57,7 @@ pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
         env: forwarded_env(),
         jobs: args.jobs,
         force: args.force,
+        changed: Vec::new(),
     };
     let stream = ctx.client().await?.pull(request).await.map_err(status_error)?.into_inner();
     let s = drive(stream).await?;

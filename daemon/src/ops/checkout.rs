@@ -41,8 +41,20 @@ pub fn checkout(
     // Validate every manifest before writing anything.
     let manifests: Vec<(String, Manifest)> =
         files.iter().map(|f| Ok((f.clone(), repo.read_manifest(f)?))).collect::<Result<_>>()?;
+    checkout_manifests(repo, index, &manifests, force, reporter)
+}
+
+/// Writes each file as its manifest describes (manifests from the working tree or from Git
+/// history alike).
+pub fn checkout_manifests(
+    repo: &Repo,
+    index: &Index,
+    manifests: &[(String, Manifest)],
+    force: bool,
+    reporter: &mut Reporter,
+) -> Result<CheckoutReport> {
     let mut report = CheckoutReport::default();
-    for (file, manifest) in &manifests {
+    for (file, manifest) in manifests {
         let path = repo.abs(file);
         if path.exists() {
             if content_hash(repo, index, file)? == manifest.sha256 {

@@ -51,6 +51,12 @@ fn entries(repo: &Repo) -> Result<Vec<String>> {
     };
     for pattern in &repo.config.track.patterns {
         add(format!("/{pattern}"));
+        // `dir/**` also excludes the directories below `dir`, and Git never re-includes a file
+        // (a manifest) whose parent directory is excluded. Let those directories back in: every
+        // file below them is still matched by the pattern itself.
+        if pattern.ends_with("/**") {
+            add(format!("!/{pattern}/"));
+        }
     }
     for tracked in repo.tracked()? {
         add(format!("/{}", tracked.path));

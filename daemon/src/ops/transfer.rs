@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ops::Reporter;
 use crate::ops::checkout::{self, CheckoutReport};
+use crate::git::Git;
+use crate::manifest::{Manifest, SUFFIX};
 use crate::repo::Repo;
 use crate::store::remote::{self, Remote};
 
@@ -46,28 +48,73 @@ pub struct TransferReport {
     pub checkout: Option<CheckoutReport>,
 }
 
-/// The distinct chunks needed by `files`' manifests (first-use order), and which file needs
-/// each (for error messages).
-fn needed_chunks(repo: &Repo, files: &[String]) -> Result<Vec<(ChunkHash, String)>> {
+/// Which manifests a transfer is about.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// These files' working-tree manifests; empty means every manifest.
+    Files(Vec<String>),
+    /// Every manifest in the commits `git rev-list <args>` selects (pre-push).
+    Revisions(Vec<String>),
+    /// Manifests that differ between two revisions (post-checkout, post-merge).
+    Changed(String, String),
+}
+
+/// Loads the manifests a selection names, labelled by file.
+pub fn select(repo: &Repo, selection: &Selection) -> Result<Vec<(String, Manifest)>> {
+    match selection {
+        Selection::Files(files) => {
+            let files = if files.is_empty() { checkout::all_files(repo)? } else { files.clone() };
+            files.into_iter().map(|f| Ok((f.clone(), repo.read_manifest(&f)?))).collect()
+        }
+        Selection::Revisions(args) => {
+            let git = Git::open(&repo.root)?;
+            let blobs = git.blobs_in_revisions(args, SUFFIX)?;
+            Ok(blobs
+                .iter()
+                .filter_map(|b| Manifest::parse(b).ok())
+                .map(|m| (m.path.clone(), m))
+                .collect())
+        }
+        Selection::Changed(old, new) => {
+            let git = Git::open(&repo.root)?;
+            let mut out = Vec::new();
+            for path in git.changed_paths(old, new, SUFFIX)? {
+                let Ok(rel) = repo.relative(&repo.root, &git.abs(&path).display().to_string()) else {
+                    continue; // Outside this NeuroShard repository.
+                };
+                let file = rel.strip_suffix(SUFFIX).unwrap_or(&rel).to_owned();
+                if repo.has_manifest(&file) {
+                    out.push((file.clone(), repo.read_manifest(&file)?));
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The distinct chunks `manifests` need (first-use order), and which file needs each.
+fn needed_chunks(manifests: &[(String, Manifest)]) -> Vec<(ChunkHash, String)> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for file in files {
-        for chunk in repo.read_manifest(file)?.chunks {
+    for (file, manifest) in manifests {
+        for chunk in &manifest.chunks {
             if seen.insert(chunk.sha256) {
                 out.push((chunk.sha256, file.clone()));
             }
         }
     }
-    Ok(out)
+    out
 }
 
-/// Uploads what `remote` lacks of the chunks `files` need.
-pub async fn push(repo: Repo, files: Vec<String>, remote: Remote, jobs: usize, reporter: &mut Reporter) -> Result<TransferReport> {
-    let scan_repo = repo.clone();
-    let scan_files = files.clone();
-    let needed = tokio::task::spawn_blocking(move || needed_chunks(&scan_repo, &scan_files))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+/// Uploads what `remote` lacks of the chunks `manifests` need.
+pub async fn push(
+    repo: Repo,
+    manifests: Vec<(String, Manifest)>,
+    remote: Remote,
+    jobs: usize,
+    reporter: &mut Reporter,
+) -> Result<TransferReport> {
+    let needed = needed_chunks(&manifests);
     if let Some((hash, file)) = needed.iter().find(|(h, _)| !repo.store.contains(h)) {
         return Err(Error::ChunkMissing { hash: *hash, file: file.clone() });
     }
@@ -78,7 +125,7 @@ pub async fn push(repo: Repo, files: Vec<String>, remote: Remote, jobs: usize, r
         remote: remote.describe(),
         chunks_total: ids.len() as u64,
         chunks_present: (ids.len() - missing.len()) as u64,
-        manifests: files.len() as u32,
+        manifests: manifests.len() as u32,
         ..TransferReport::default()
     };
     let total = missing.len() as u64;
@@ -109,28 +156,32 @@ async fn upload(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> {
     Ok(size)
 }
 
-/// Downloads the chunks `files` need that the local store lacks, then checks the files out.
+/// Downloads the chunks `manifests` need that the local store lacks, then checks the files
+/// out.
 pub async fn pull(
     repo: Repo,
     index: Index,
-    files: Vec<String>,
-    remote: Remote,
+    manifests: Vec<(String, Manifest)>,
+    remote: Result<Remote>,
     options: (usize, bool),
     reporter: &mut Reporter,
 ) -> Result<TransferReport> {
     let (jobs, force) = options;
-    let scan_repo = repo.clone();
-    let scan_files = files.clone();
-    let needed = tokio::task::spawn_blocking(move || needed_chunks(&scan_repo, &scan_files))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let needed = needed_chunks(&manifests);
     let missing: Vec<ChunkHash> =
         needed.iter().map(|(h, _)| *h).filter(|h| !repo.store.contains(h)).collect();
+    // A remote is only needed when something is missing (a hook after a local branch switch
+    // must work without one).
+    let remote = match remote {
+        Ok(remote) => remote,
+        Err(_) if missing.is_empty() => Remote::Dir(repo.store.clone()),
+        Err(e) => return Err(e),
+    };
     let mut report = TransferReport {
         remote: remote.describe(),
         chunks_total: needed.len() as u64,
         chunks_present: (needed.len() - missing.len()) as u64,
-        manifests: files.len() as u32,
+        manifests: manifests.len() as u32,
         ..TransferReport::default()
     };
     if !missing.is_empty() {
@@ -147,7 +198,7 @@ pub async fn pull(
     }
     drop(downloads);
     let checkout_report = tokio::task::spawn_blocking(move || {
-        checkout::checkout(&repo, &index, &files, force, &mut Reporter::silent())
+        checkout::checkout_manifests(&repo, &index, &manifests, force, &mut Reporter::silent())
     })
     .await
     .map_err(|e| std::io::Error::other(e.to_string()))??;

@@ -9,7 +9,9 @@ use crate::ops::gc::GcReport;
 use crate::ops::status::{FileReport, State};
 use crate::activity::{Change, FileEvent};
 use crate::manifest::SUFFIX;
+use crate::ops::history::Version;
 use crate::ops::transfer::TransferReport;
+use crate::ops::verify::{ProblemKind, VerifyReport};
 use crate::repo::remotes::NamedRemote;
 
 impl From<CommitReport> for pb::CommitSummary {
@@ -71,6 +73,7 @@ pub fn gc_summary(r: GcReport, dry_run: bool) -> pb::GcSummary {
         deleted: r.deleted.iter().map(crate::chunk::ChunkHash::to_hex).collect(),
         dry_run,
         manifests: r.manifests,
+        evicted_chunks: r.evicted,
     }
 }
 
@@ -133,6 +136,47 @@ impl From<FileEvent> for pb::SubscribeResponse {
             done,
             total,
             lagged: 0,
+        }
+    }
+}
+
+impl From<Version> for pb::LogEntry {
+    fn from(v: Version) -> Self {
+        Self {
+            commit: v.commit,
+            date: v.date,
+            subject: v.subject,
+            message: v.manifest.message.clone(),
+            path: v.path.strip_suffix(SUFFIX).unwrap_or(&v.path).to_owned(),
+            size: v.manifest.size,
+            chunks: v.manifest.chunks.len() as u64,
+            new_chunks: v.new_chunks,
+            new_bytes: v.new_bytes,
+            sha256: v.manifest.sha256.to_hex(),
+        }
+    }
+}
+
+impl From<VerifyReport> for pb::VerifySummary {
+    fn from(r: VerifyReport) -> Self {
+        Self {
+            location: r.location,
+            chunks_checked: r.chunks_checked,
+            manifests: r.manifests,
+            problems: r
+                .problems
+                .into_iter()
+                .map(|p| pb::Problem {
+                    kind: match p.kind {
+                        ProblemKind::Corrupt => "corrupt",
+                        ProblemKind::Missing => "missing",
+                    }
+                    .to_owned(),
+                    chunk: p.chunk.to_hex(),
+                    files: p.files,
+                    hint: p.hint,
+                })
+                .collect(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct StoredObject {
     pub hash: ChunkHash,
     /// Bytes the object takes on disk (encoded).
     pub stored_bytes: u64,
+    /// When it was written.
+    pub modified: std::time::SystemTime,
 }
 
 impl LocalStore {
@@ -124,7 +126,9 @@ impl LocalStore {
                 let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
                     continue;
                 };
-                out.push(StoredObject { hash, stored_bytes: entry.metadata()?.len() });
+                let meta = entry.metadata()?;
+                let modified = meta.modified()?;
+                out.push(StoredObject { hash, stored_bytes: meta.len(), modified });
             }
         }
         out.sort_by_key(|o| o.hash);

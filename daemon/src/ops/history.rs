@@ -1,0 +1,118 @@
+//! Git history of models: `nshard log`, `diff --rev`, and manifests as they were at a revision.
+
+use std::collections::HashSet;
+
+use crate::chunk::ChunkHash;
+use crate::error::{Error, Result};
+use crate::git::Git;
+use crate::manifest::{Manifest, SUFFIX};
+use crate::ops::diff::DiffStats;
+use crate::repo::Repo;
+
+/// One version of a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// Git commit id.
+    pub commit: String,
+    /// Author date.
+    pub date: String,
+    /// Git subject line.
+    pub subject: String,
+    /// Manifest path in that commit, relative to the Git root.
+    pub path: String,
+    /// The manifest then.
+    pub manifest: Manifest,
+    /// Chunks not in the previous (older) version.
+    pub new_chunks: u64,
+    /// Bytes in those chunks.
+    pub new_bytes: u64,
+}
+
+/// The Git work tree of a repository.
+pub fn git(repo: &Repo) -> Result<Git> {
+    Ok(Git::open(&repo.root)?)
+}
+
+/// The manifest path of `file` relative to the Git root.
+fn git_path(repo: &Repo, git: &Git, file: &str) -> String {
+    let abs = repo.abs(&format!("{file}{SUFFIX}"));
+    git.relative(&abs).unwrap_or_else(|| format!("{file}{SUFFIX}"))
+}
+
+/// The manifest of `file` as committed at `rev`, following renames: when the manifest had
+/// another name at `rev`, the name it had in the newest commit of its history that `rev`
+/// contains is used.
+pub fn manifest_at(repo: &Repo, git: &Git, rev: &str, file: &str) -> Result<Manifest> {
+    let mut path = git_path(repo, git, file);
+    let mut bytes = git.show(rev, &path)?;
+    if bytes.is_none() {
+        let commit = git.resolve(rev)?;
+        for entry in git.log(&path)? {
+            if git.is_ancestor(&entry.commit, &commit)? {
+                path = entry.path;
+                bytes = git.show(&commit, &path)?;
+                break;
+            }
+        }
+    }
+    let bytes = bytes.ok_or_else(|| Error::NoManifestAt { path: file.to_owned(), rev: rev.to_owned() })?;
+    Manifest::parse(&bytes).map_err(|source| Error::Manifest { path: format!("{path} at {rev}"), source })
+}
+
+/// Every version of `file` in history, newest first.
+pub fn log(repo: &Repo, file: &str) -> Result<Vec<Version>> {
+    let git = git(repo)?;
+    let entries = git.log(&git_path(repo, &git, file))?;
+    let mut versions: Vec<Version> = Vec::new();
+    for entry in entries {
+        let Some(bytes) = git.show(&entry.commit, &entry.path)? else {
+            continue; // The commit deleted the manifest.
+        };
+        let Ok(manifest) = Manifest::parse(&bytes) else { continue };
+        versions.push(Version {
+            commit: entry.commit,
+            date: entry.date,
+            subject: entry.subject,
+            path: entry.path,
+            manifest,
+            new_chunks: 0,
+            new_bytes: 0,
+        });
+    }
+    // Growth of each version against the next older one.
+    for i in 0..versions.len() {
+        let older: HashSet<ChunkHash> = versions
+            .get(i + 1)
+            .map(|v| v.manifest.chunks.iter().map(|c| c.sha256).collect())
+            .unwrap_or_default();
+        let mut seen = HashSet::new();
+        let (mut chunks, mut bytes) = (0, 0);
+        for c in &versions[i].manifest.chunks {
+            if !older.contains(&c.sha256) && seen.insert(c.sha256) {
+                chunks += 1;
+                bytes += u64::from(c.size);
+            }
+        }
+        versions[i].new_chunks = chunks;
+        versions[i].new_bytes = bytes;
+    }
+    Ok(versions)
+}
+
+/// Compares `file` at `rev` with the working manifest, or with `rev2` when given.
+pub fn diff_revisions(repo: &Repo, file: &str, rev: &str, rev2: Option<&str>) -> Result<DiffStats> {
+    let git = git(repo)?;
+    let before = manifest_at(repo, &git, rev, file)?;
+    let after = match rev2 {
+        Some(rev2) => manifest_at(repo, &git, rev2, file)?,
+        None => repo.read_manifest(file)?,
+    };
+    Ok(DiffStats::between(&before.chunks, &after.chunks, before.sha256, after.sha256))
+}
+
+/// Every manifest in every commit reachable from any ref or reflog entry (and the index).
+pub fn all_history_manifests(repo: &Repo) -> Result<Vec<Manifest>> {
+    let Ok(git) = Git::open(&repo.root) else { return Ok(Vec::new()) };
+    let blobs = git.all_blobs_with_suffix(SUFFIX)?;
+    Ok(blobs.iter().filter_map(|b| Manifest::parse(b).ok()).collect())
+}

@@ -1,0 +1,158 @@
+//! `nshard verify`: read every stored chunk and check its hash, and check that every manifest
+//! (in the working tree, and with `--all` in history) has all its chunks. Locally or against a
+//! remote.
+
+use std::collections::{BTreeMap, HashSet};
+
+use futures::{StreamExt, TryStreamExt};
+use shard_proto::ProgressUnit;
+
+use crate::chunk::{ChunkHash, codec};
+use crate::error::Result;
+use crate::manifest::SUFFIX;
+use crate::ops::Reporter;
+use crate::ops::history::all_history_manifests;
+use crate::repo::Repo;
+use crate::store::remote::{self, Remote};
+
+/// Chunks read from a remote at once.
+const REMOTE_JOBS: usize = 8;
+
+/// What is wrong with a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Stored, but its content does not match its id.
+    Corrupt,
+    /// Needed by a manifest but not stored where we looked.
+    Missing,
+}
+
+/// One problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// What is wrong.
+    pub kind: ProblemKind,
+    /// The chunk.
+    pub chunk: ChunkHash,
+    /// Files whose manifests need it.
+    pub files: Vec<String>,
+    /// How to repair.
+    pub hint: String,
+}
+
+/// What verify found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// "local" or the remote.
+    pub location: String,
+    /// Chunks read and hashed.
+    pub chunks_checked: u64,
+    /// Manifests checked.
+    pub manifests: u32,
+    /// Problems, by chunk.
+    pub problems: Vec<Problem>,
+}
+
+/// Which files need each chunk.
+fn needs(repo: &Repo, all: bool) -> Result<(BTreeMap<ChunkHash, Vec<String>>, u32)> {
+    let mut needs: BTreeMap<ChunkHash, Vec<String>> = BTreeMap::new();
+    let mut count = 0;
+    let mut add = |path: &str, chunks: &mut dyn Iterator<Item = ChunkHash>| {
+        count += 1;
+        for chunk in chunks {
+            let files = needs.entry(chunk).or_default();
+            if !files.iter().any(|f| f == path) {
+                files.push(path.to_owned());
+            }
+        }
+    };
+    for manifest in repo.manifests()? {
+        let file = manifest.strip_suffix(SUFFIX).expect("listed as a manifest");
+        let m = repo.read_manifest(file)?;
+        add(file, &mut m.chunks.iter().map(|c| c.sha256));
+    }
+    if all {
+        for m in all_history_manifests(repo)? {
+            add(&m.path, &mut m.chunks.iter().map(|c| c.sha256));
+        }
+    }
+    Ok((needs, count))
+}
+
+/// Verifies the local store: every stored chunk is hashed; every needed chunk must be stored.
+pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<VerifyReport> {
+    let (needs, manifests) = needs(repo, all)?;
+    let stored = repo.store.list()?;
+    let mut report = VerifyReport { location: "local".into(), manifests, ..VerifyReport::default() };
+    let present: HashSet<ChunkHash> = stored.iter().map(|o| o.hash).collect();
+    let total = stored.len() as u64;
+    for (i, object) in stored.iter().enumerate() {
+        reporter.report("verifying", "", i as u64 + 1, total, ProgressUnit::Chunks);
+        report.chunks_checked += 1;
+        if matches!(repo.store.read_chunk(&object.hash), Err(crate::store::Error::Corrupt { .. })) {
+            let path = repo.store.object_path(&object.hash);
+            report.problems.push(Problem {
+                kind: ProblemKind::Corrupt,
+                chunk: object.hash,
+                files: needs.get(&object.hash).cloned().unwrap_or_default(),
+                hint: format!("delete {} and run `nshard pull` to fetch a good copy", path.display()),
+            });
+        }
+    }
+    for (chunk, files) in &needs {
+        if !present.contains(chunk) {
+            report.problems.push(Problem {
+                kind: ProblemKind::Missing,
+                chunk: *chunk,
+                files: files.clone(),
+                hint: "run `nshard pull` to fetch it from the remote".into(),
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Verifies a remote: every needed chunk is downloaded and hashed.
+pub async fn verify_remote(repo: Repo, remote: Remote, all: bool, reporter: &mut Reporter) -> Result<VerifyReport> {
+    let scan = repo.clone();
+    let (needs, manifests) = tokio::task::spawn_blocking(move || needs(&scan, all))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    remote.check().await?;
+    let mut report = VerifyReport { location: remote.describe(), manifests, ..VerifyReport::default() };
+    let total = needs.len() as u64;
+    let mut checks = futures::stream::iter(needs.keys().copied())
+        .map(|hash| check_remote_chunk(&remote, hash))
+        .buffer_unordered(REMOTE_JOBS);
+    while let Some((hash, kind)) = checks.try_next().await? {
+        report.chunks_checked += 1;
+        reporter.report("verifying", "", report.chunks_checked, total, ProgressUnit::Chunks);
+        if let Some(kind) = kind {
+            let hint = match kind {
+                ProblemKind::Corrupt => "run `nshard push` from a clone with a good copy after deleting the remote's copy",
+                ProblemKind::Missing => "run `nshard push` from a clone that has it",
+            };
+            report.problems.push(Problem {
+                kind,
+                chunk: hash,
+                files: needs.get(&hash).cloned().unwrap_or_default(),
+                hint: hint.into(),
+            });
+        }
+    }
+    report.problems.sort_by_key(|p| p.chunk);
+    Ok(report)
+}
+
+async fn check_remote_chunk(remote: &Remote, hash: ChunkHash) -> Result<(ChunkHash, Option<ProblemKind>)> {
+    match remote.get(&hash).await {
+        Ok(object) => {
+            let verdict = tokio::task::spawn_blocking(move || codec::decode_verified(&object, &hash).is_ok())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok((hash, (!verdict).then_some(ProblemKind::Corrupt)))
+        }
+        Err(remote::Error::NotFound { .. }) => Ok((hash, Some(ProblemKind::Missing))),
+        Err(e) => Err(e.into()),
+    }
+}
