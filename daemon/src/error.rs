@@ -168,6 +168,16 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+    /// Another daemon holds the repository's index.
+    #[error(
+        "the index at {} is in use by another shardd (one with a different socket?): stop it with \
+         `nshard daemon stop` using its SHARDD_SOCKET",
+        .path.display()
+    )]
+    IndexInUse {
+        /// The index directory.
+        path: PathBuf,
+    },
     /// Chunk storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),

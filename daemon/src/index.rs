@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 /// small while holding tens of thousands of file entries.
 const CACHE_BYTES: u64 = 8 << 20;
 
+/// How long to wait for an index another (exiting) daemon still holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The identity of a file's content as far as a `stat` can tell: if any of these change, the
 /// content may have changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -108,7 +111,25 @@ pub struct Index {
 
 impl Index {
     /// Opens (or creates) the index in `dir`. A damaged index is deleted and rebuilt empty.
+    /// An index still locked by a daemon that is exiting is waited for, briefly.
     pub fn open(dir: &Path) -> Result<Self> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Self::open_or_rebuild(dir) {
+                Err(Error::Index { source: sled::Error::Io(e), .. })
+                    if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(Error::Index { source: sled::Error::Io(e), path }) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(Error::IndexInUse { path });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_or_rebuild(dir: &Path) -> Result<Self> {
         match Self::try_open(dir) {
             Ok(index) => Ok(index),
             Err(sled::Error::Corruption { .. } | sled::Error::Unsupported(_)) => {

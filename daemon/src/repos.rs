@@ -64,7 +64,15 @@ impl Repos {
         self.open.lock().expect("no code panics while holding this lock").keys().cloned().collect()
     }
 
-    /// Flushes every index (on shutdown).
+    /// Flushes and closes every index (on shutdown, before the pidfile is released, so a
+    /// successor daemon finds the indexes unlocked). Handles still held elsewhere close when
+    /// those holders finish.
+    pub fn close_all(&self) {
+        self.flush_all();
+        self.open.lock().expect("no code panics while holding this lock").clear();
+    }
+
+    /// Flushes every index.
     pub fn flush_all(&self) {
         let open = self.open.lock().expect("no code panics while holding this lock");
         for (root, handle) in open.iter() {

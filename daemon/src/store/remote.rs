@@ -78,12 +78,24 @@ pub enum Error {
         source: crate::chunk::codec::Error,
     },
     /// Object storage failed.
-    #[error("remote {remote} failed: {source}")]
+    #[error("remote {remote} failed: {}", first_line(&.source.to_string()))]
     Object {
         /// The remote.
         remote: String,
         /// What `object_store` reported.
         source: object_store::Error,
+    },
+    /// The bucket does not exist.
+    #[error("the bucket of remote {remote} does not exist: create it first (or check AWS_ENDPOINT_URL)")]
+    NoBucket {
+        /// The remote.
+        remote: String,
+    },
+    /// The object store refused our credentials.
+    #[error("remote {remote} refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    Denied {
+        /// The remote.
+        remote: String,
     },
     /// A directory remote failed.
     #[error("remote {remote} failed")]
@@ -116,7 +128,8 @@ impl Error {
         match self {
             Self::BadUrl(_) => tonic::Code::InvalidArgument,
             Self::Unreachable { .. } => tonic::Code::Unavailable,
-            Self::Auth { .. } => tonic::Code::PermissionDenied,
+            Self::Auth { .. } | Self::Denied { .. } => tonic::Code::PermissionDenied,
+            Self::NoBucket { .. } => tonic::Code::FailedPrecondition,
             Self::NotFound { .. } => tonic::Code::NotFound,
             Self::Corrupt { .. } => tonic::Code::DataLoss,
             _ => tonic::Code::Internal,
@@ -145,7 +158,7 @@ impl Remote {
         if url.starts_with("s3://") {
             return ObjectBackend::from_url(url, env)
                 .map(Self::S3)
-                .map_err(|source| Error::Object { remote: url.to_owned(), source });
+                .map_err(|source| object_error(url.to_owned(), source));
         }
         let path = if let Some(rest) = url.strip_prefix("file://") {
             PathBuf::from(rest)
@@ -179,10 +192,7 @@ impl Remote {
                 ),
             }),
             Self::Dir(_) => Ok(()),
-            Self::S3(s) => s
-                .list_probe()
-                .await
-                .map_err(|source| Error::Object { remote: self.describe(), source }),
+            Self::S3(s) => s.list_probe().await.map_err(|source| self.object_error(source)),
         }
     }
 
@@ -240,6 +250,27 @@ impl Remote {
     }
 
     fn object_error(&self, source: object_store::Error) -> Error {
-        Error::Object { remote: self.describe(), source }
+        object_error(self.describe(), source)
     }
+}
+
+/// Classifies an `object_store` failure into the errors users can act on.
+fn object_error(remote: String, source: object_store::Error) -> Error {
+    let text = source.to_string();
+    if text.contains("NoSuchBucket") {
+        Error::NoBucket { remote }
+    } else if matches!(source, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
+        || text.contains("SignatureDoesNotMatch")
+        || text.contains("InvalidAccessKeyId")
+    {
+        Error::Denied { remote }
+    } else {
+        Error::Object { remote, source }
+    }
+}
+
+/// The first line of a long error, at most 300 characters (S3 errors embed whole XML bodies).
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(300).collect()
 }
