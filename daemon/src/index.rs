@@ -106,6 +106,7 @@ pub struct Index {
     path: PathBuf,
     files: sled::Tree,
     prepared: sled::Tree,
+    deferred: sled::Tree,
     db: sled::Db,
 }
 
@@ -145,7 +146,8 @@ impl Index {
         let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
         let files = db.open_tree("files")?;
         let prepared = db.open_tree("prepared")?;
-        Ok(Self { path: dir.to_path_buf(), files, prepared, db })
+        let deferred = db.open_tree("deferred")?;
+        Ok(Self { path: dir.to_path_buf(), files, prepared, deferred, db })
     }
 
     /// The content hash recorded for `file` if its stamp is still `stamp`.
@@ -207,6 +209,38 @@ impl Index {
         let _ = self
             .prepared
             .remove(file.as_bytes())
+            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+        Ok(())
+    }
+
+    /// Remembers chunks stored raw by a commit, for the background compressor.
+    pub fn defer_compression(&self, chunks: &[ChunkHash]) -> Result<()> {
+        for chunk in chunks {
+            let _ = self
+                .deferred
+                .insert(chunk.as_bytes(), &[])
+                .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` chunks waiting for compression.
+    #[must_use]
+    pub fn deferred(&self, limit: usize) -> Vec<ChunkHash> {
+        self.deferred
+            .iter()
+            .keys()
+            .filter_map(|k| <[u8; 32]>::try_from(k.ok()?.as_ref()).ok())
+            .map(ChunkHash::from_bytes)
+            .take(limit)
+            .collect()
+    }
+
+    /// Marks a deferred chunk as handled.
+    pub fn done_deferred(&self, chunk: &ChunkHash) -> Result<()> {
+        let _ = self
+            .deferred
+            .remove(chunk.as_bytes())
             .map_err(|source| Error::Index { path: self.path.clone(), source })?;
         Ok(())
     }

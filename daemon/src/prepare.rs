@@ -15,7 +15,7 @@ use crate::activity::{Activity, Change};
 use crate::error::Result;
 use crate::index::{FileStamp, Prepared};
 use crate::ops::Reporter;
-use crate::ops::hashing::hash_file;
+use crate::ops::hashing::{Storing, hash_file};
 use crate::repo::Repo;
 use crate::repos::Repos;
 
@@ -25,7 +25,11 @@ const BACKGROUND_NICE: i32 = 10;
 enum Job {
     File(PathBuf, String),
     Scan(PathBuf),
+    Compress(PathBuf),
 }
+
+/// Chunks recompressed per job before yielding to queued file work.
+const COMPRESS_BATCH: usize = 16;
 
 /// Queues background work.
 #[derive(Clone)]
@@ -62,6 +66,11 @@ impl Preparer {
         }
     }
 
+    /// Compresses the chunks a commit in `root` stored raw.
+    pub fn compress(&self, root: &Path) {
+        let _ = self.jobs.send(Job::Compress(root.to_path_buf()));
+    }
+
     /// Prepares every tracked file of `root` the index does not know in its current state.
     pub fn scan(&self, root: &Path) {
         let _ = self.jobs.send(Job::Scan(root.to_path_buf()));
@@ -89,6 +98,14 @@ impl Worker {
                     }
                 }
                 Job::Scan(root) => self.scan(&root),
+                Job::Compress(root) => match self.compress(&root) {
+                    // More to do: queue the rest behind whatever file work arrived meanwhile.
+                    Ok(true) => {
+                        let _ = self.jobs.send(Job::Compress(root));
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(root = %root.display(), error = %e.render(), "background compression stopped"),
+                },
             }
         }
     }
@@ -106,6 +123,28 @@ impl Worker {
             }
             Err(e) => tracing::debug!(root = %root.display(), error = %e.render(), "scan skipped"),
         }
+    }
+
+    /// Compresses a batch of raw chunks; returns whether any remain.
+    fn compress(&self, root: &Path) -> Result<bool> {
+        let repo = Repo::open(root)?;
+        let handle = self.repos.handle(&repo)?;
+        let batch = handle.index.deferred(COMPRESS_BATCH);
+        for hash in &batch {
+            match repo.store.read_chunk(hash) {
+                Ok(data) => {
+                    let object = crate::chunk::codec::encode(&data)?;
+                    if !crate::chunk::codec::is_raw(&object) {
+                        repo.store.replace_object(hash, &object)?;
+                    }
+                }
+                // Deleted by gc, or damaged (verify reports it): nothing to compress.
+                Err(crate::store::Error::NotFound(_) | crate::store::Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            handle.index.done_deferred(hash)?;
+        }
+        Ok(batch.len() == COMPRESS_BATCH)
     }
 
     fn prepare(&self, root: &Path, rel: &str) -> Result<()> {
@@ -126,7 +165,7 @@ impl Worker {
             }
         }
         let mut reporter = Reporter::activity(Arc::clone(&self.activity), root, rel);
-        let hashed = hash_file(&path, rel, &repo.config.chunking, Some(&repo.store), &mut reporter)?;
+        let hashed = hash_file(&path, rel, &repo.config.chunking, Storing::Compressed(&repo.store), &mut reporter)?;
         let prepared = Prepared {
             stamp: hashed.stamp.expect("set after hashing"),
             sha256: hashed.digest(),

@@ -19,16 +19,28 @@ use tracing::instrument;
 use crate::activity::{Activity, Change};
 use crate::chunk::cdc::{Chunking, DEFAULT_AVG_BYTES};
 use crate::error::Result;
+use crate::prepare::Preparer;
 use crate::ops::{self, checkout, commit, diff, gc, gitignore, history, hooks, status, track, transfer, verify};
 use crate::store::remote::Remote;
 use crate::repo::Repo;
 use crate::repos::Repos;
 use streaming::{RpcStream, blocking, stream_async, stream_blocking};
 
+/// State the service shares with the daemon's background tasks.
+pub struct Shared {
+    /// Open repositories.
+    pub repos: Arc<Repos>,
+    /// File events and background progress.
+    pub activity: Arc<Activity>,
+    /// The background worker (chunking, compression).
+    pub preparer: Preparer,
+}
+
 /// The daemon's gRPC service.
 pub struct Service {
     repos: Arc<Repos>,
     activity: Arc<Activity>,
+    preparer: Preparer,
     shutdown: CancellationToken,
     socket: String,
     auto_spawned: bool,
@@ -38,16 +50,12 @@ pub struct Service {
 impl Service {
     /// A service over `repos` that cancels `shutdown` when asked to stop.
     #[must_use]
-    pub fn new(
-        repos: Arc<Repos>,
-        activity: Arc<Activity>,
-        shutdown: CancellationToken,
-        socket: &Path,
-        auto_spawned: bool,
-    ) -> Self {
+    pub fn new(shared: Shared, shutdown: CancellationToken, socket: &Path, auto_spawned: bool) -> Self {
+        let Shared { repos, activity, preparer } = shared;
         Self {
             repos,
             activity,
+            preparer,
             shutdown,
             socket: socket.display().to_string(),
             auto_spawned,
@@ -168,6 +176,7 @@ impl Shardd for Service {
         let options = commit::CommitOptions { message: req.message, paths, created_at: created_at(&req.env) };
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
+        let preparer = self.preparer.clone();
         Ok(Response::new(stream_blocking(
             move |reporter| {
                 let _guard = guard;
@@ -175,6 +184,7 @@ impl Shardd for Service {
             },
             |p| pb::CommitResponse { event: Some(pb::commit_response::Event::Progress(p)) },
             move |r| {
+                preparer.compress(&root);
                 for c in &r.committed {
                     activity.emit(&root, &c.manifest.path, Change::Committed, Some(c.manifest.sha256));
                 }

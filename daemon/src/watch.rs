@@ -112,8 +112,9 @@ impl State {
         if persist {
             save_remembered(&self.remembered, &self.roots);
         }
-        // Catch up on changes made while nobody watched.
+        // Catch up on changes made while nobody watched, and on compression left undone.
         self.preparer.scan(&root);
+        self.preparer.compress(&root);
     }
 
     fn on_event(&mut self, event: notify::Result<notify::Event>) {

@@ -58,6 +58,21 @@ pub fn encode(data: &[u8]) -> io::Result<Vec<u8>> {
     Ok(if must_frame || frame.len() < data.len() { frame } else { data.to_vec() })
 }
 
+/// Encodes a chunk without compressing it (when it may be stored raw), for writes on the
+/// critical path; [`is_raw`] objects can be recompressed later with [`encode`].
+///
+/// # Errors
+/// Only when zstd cannot allocate its context.
+pub fn encode_raw(data: &[u8]) -> io::Result<Vec<u8>> {
+    if data.starts_with(&ZSTD_MAGIC) { encode(data) } else { Ok(data.to_vec()) }
+}
+
+/// True for an object stored uncompressed.
+#[must_use]
+pub fn is_raw(object: &[u8]) -> bool {
+    !object.starts_with(&ZSTD_MAGIC)
+}
+
 /// Decodes a stored object, refusing anything that would expand beyond the maximum chunk size.
 pub fn decode(object: &[u8]) -> Result<Vec<u8>, Error> {
     if object.len() > MAX_OBJECT_BYTES {

@@ -14,7 +14,7 @@ use crate::fsutil::{persist, temp_sibling, with_path};
 use crate::index::{FileStamp, Index};
 use crate::manifest::Manifest;
 use crate::ops::Reporter;
-use crate::ops::hashing::hash_file;
+use crate::ops::hashing::{Storing, hash_file};
 use crate::ops::status::content_hash;
 use crate::repo::Repo;
 use crate::store;
@@ -89,7 +89,7 @@ pub fn all_files(repo: &Repo) -> Result<Vec<String>> {
 /// True when every chunk of the working file is in the store, so overwriting it loses nothing.
 fn content_is_stored(repo: &Repo, file: &str) -> Result<bool> {
     let hashed =
-        hash_file(&repo.abs(file), file, &repo.config.chunking, None, &mut Reporter::silent())?;
+        hash_file(&repo.abs(file), file, &repo.config.chunking, Storing::Nothing, &mut Reporter::silent())?;
     Ok(hashed.chunks.iter().all(|c| repo.store.contains(&c.sha256)))
 }
 

@@ -5,7 +5,7 @@ use crate::fsutil::write_atomic;
 use crate::index::{FileStamp, Index};
 use crate::manifest::{self, Manifest};
 use crate::ops::Reporter;
-use crate::ops::hashing::{Hashed, hash_file};
+use crate::ops::hashing::{Hashed, Storing, hash_file};
 use crate::repo::Repo;
 
 /// What to commit.
@@ -71,9 +71,10 @@ pub fn commit(
         }
         let hashed = match prepared(repo, index, &file, &stamp) {
             Some(hashed) => hashed,
-            None => hash_file(&path, &file, &repo.config.chunking, Some(&repo.store), reporter)?,
+            None => hash_file(&path, &file, &repo.config.chunking, Storing::Deferred(&repo.store), reporter)?,
         };
         index.record(&file, &hashed.stamp.expect("set after hashing"), &hashed.digest())?;
+        index.defer_compression(&hashed.deferred)?;
         report.new_chunks += hashed.new_chunks;
         report.reused_chunks += hashed.chunks.len() as u64 - hashed.new_chunks;
         report.new_bytes += hashed.new_bytes;
@@ -113,6 +114,7 @@ fn prepared(repo: &Repo, index: &Index, file: &str, stamp: &FileStamp) -> Option
         new_bytes: p.new_bytes,
         stored_bytes: p.stored_bytes,
         chunks: p.chunks,
+        ..Hashed::default()
     })
 }
 

@@ -6,7 +6,7 @@ use crate::chunk::ChunkHash;
 use crate::error::{Error, Result};
 use crate::manifest::ChunkRef;
 use crate::ops::Reporter;
-use crate::ops::hashing::hash_file;
+use crate::ops::hashing::{Storing, hash_file};
 use crate::repo::Repo;
 
 /// Chunk and byte counts between two versions of a file.
@@ -69,7 +69,7 @@ pub fn diff_working(repo: &Repo, file: &str, reporter: &mut Reporter) -> Result<
         return Err(Error::PathNotFound { path: file.to_owned() });
     }
     // Cut with the manifest's own parameters so unchanged regions line up chunk for chunk.
-    let hashed = hash_file(&path, file, &manifest.chunking, None, reporter)?;
+    let hashed = hash_file(&path, file, &manifest.chunking, Storing::Nothing, reporter)?;
     Ok(DiffStats::between(&manifest.chunks, &hashed.chunks, manifest.sha256, hashed.digest()))
 }
 

@@ -42,6 +42,20 @@ pub struct Hashed {
     pub new_bytes: u64,
     /// Bytes written to the store.
     pub stored_bytes: u64,
+    /// New chunks stored raw, to be compressed later (with [`Storing::Deferred`]).
+    pub deferred: Vec<ChunkHash>,
+}
+
+/// Whether and how chunks are stored while a file is read.
+#[derive(Clone, Copy, Debug)]
+pub enum Storing<'a> {
+    /// Only hash.
+    Nothing,
+    /// Store new chunks compressed (background work).
+    Compressed(&'a LocalStore),
+    /// Store new chunks raw now and let the daemon compress them when idle, so an
+    /// interactive commit costs little more than reading and hashing.
+    Deferred(&'a LocalStore),
 }
 
 impl Hashed {
@@ -58,7 +72,7 @@ pub fn hash_file(
     path: &Path,
     rel: &str,
     chunking: &Chunking,
-    store: Option<&LocalStore>,
+    store: Storing<'_>,
     reporter: &mut Reporter,
 ) -> Result<Hashed> {
     for _ in 0..STABILITY_ATTEMPTS {
@@ -83,7 +97,7 @@ fn read_once(
     path: &Path,
     rel: &str,
     chunking: &Chunking,
-    store: Option<&LocalStore>,
+    store: Storing<'_>,
     total: u64,
     reporter: &mut Reporter,
 ) -> Result<Hashed> {
@@ -127,20 +141,21 @@ fn read_once(
         if let Some(e) = read_error {
             return Err(e.into());
         }
-        collect(&done_rx, count, size, ChunkHash::from_hasher(whole))
+        let deferring = matches!(store, Storing::Deferred(_));
+        collect(&done_rx, count, size, ChunkHash::from_hasher(whole), deferring)
     })
 }
 
-fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, store: Option<&LocalStore>) {
+fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, store: Storing<'_>) {
     loop {
         let job = jobs.lock().map(|rx| rx.recv());
         let Ok(Ok((i, piece))) = job else { return };
         let hash = ChunkHash::of(&piece.data);
         let chunk = ChunkRef { offset: piece.offset, size: piece.data.len() as u32, sha256: hash };
-        let stored = match store.map(|s| s.put_chunk(&hash, &piece.data)) {
-            Some(Err(e)) => Err(e.into()),
-            Some(Ok(stored)) => Ok(stored),
-            None => Ok(None),
+        let stored = match store {
+            Storing::Nothing => Ok(None),
+            Storing::Compressed(s) => s.put_chunk(&hash, &piece.data, true).map_err(Into::into),
+            Storing::Deferred(s) => s.put_chunk(&hash, &piece.data, false).map_err(Into::into),
         };
         if done.send(stored.map(|s| (i, chunk, s))).is_err() {
             return;
@@ -153,12 +168,16 @@ fn collect(
     count: usize,
     size: u64,
     sha256: ChunkHash,
+    deferring: bool,
 ) -> Result<Hashed> {
     let mut slots: Vec<Option<ChunkRef>> = vec![None; count];
     let mut hashed = Hashed { size, sha256: Some(sha256), ..Hashed::default() };
     for result in done {
         let (i, chunk, stored) = result?;
         if let Some(stored) = stored {
+            if deferring {
+                hashed.deferred.push(chunk.sha256);
+            }
             hashed.new_chunks += 1;
             hashed.new_bytes += u64::from(chunk.size);
             hashed.stored_bytes += stored;

@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::index::{FileStamp, Index};
 use crate::ops::Reporter;
-use crate::ops::hashing::hash_file;
+use crate::ops::hashing::{Storing, hash_file};
 use crate::repo::Repo;
 
 /// The state of a tracked file.
@@ -81,7 +81,7 @@ pub fn content_hash(repo: &Repo, index: &Index, file: &str) -> Result<crate::chu
     if let Some(hash) = index.known_hash(file, &stamp) {
         return Ok(hash);
     }
-    let hashed = hash_file(&path, file, &repo.config.chunking, None, &mut Reporter::silent())?;
+    let hashed = hash_file(&path, file, &repo.config.chunking, Storing::Nothing, &mut Reporter::silent())?;
     index.record(file, &hashed.stamp.expect("set after hashing"), &hashed.digest())?;
     Ok(hashed.digest())
 }

@@ -54,10 +54,21 @@ impl LocalStore {
     /// Stores an encoded object under `hash` atomically. Returns `false` (and writes nothing)
     /// when the chunk was already stored. The caller vouches that `object` encodes `hash`.
     pub fn put_object(&self, hash: &ChunkHash, object: &[u8]) -> io::Result<bool> {
-        let path = self.object_path(hash);
-        if path.is_file() {
+        if self.contains(hash) {
             return Ok(false);
         }
+        self.write_object(hash, object)?;
+        Ok(true)
+    }
+
+    /// Atomically replaces the stored object of `hash` with another encoding of the same chunk
+    /// (readers see the old or the new file, both decoding to the same bytes).
+    pub fn replace_object(&self, hash: &ChunkHash, object: &[u8]) -> io::Result<()> {
+        self.write_object(hash, object)
+    }
+
+    fn write_object(&self, hash: &ChunkHash, object: &[u8]) -> io::Result<()> {
+        let path = self.object_path(hash);
         let tmp_dir = self.root.join("tmp");
         fs::create_dir_all(&tmp_dir)?;
         let parent = path.parent().expect("object paths always have a fan-out directory");
@@ -71,7 +82,7 @@ impl LocalStore {
         let _ = tmp.persist(&path).map_err(|e| {
             io::Error::new(e.error.kind(), format!("{} (renaming into {})", e.error, path.display()))
         })?;
-        Ok(true)
+        Ok(())
     }
 
     /// Reads the encoded object of `hash`.
@@ -90,12 +101,13 @@ impl LocalStore {
     }
 
     /// Encodes and stores a chunk whose hash the caller computed. Returns the bytes written,
-    /// or `None` when the chunk was already stored.
-    pub fn put_chunk(&self, hash: &ChunkHash, data: &[u8]) -> io::Result<Option<u64>> {
+    /// or `None` when the chunk was already stored. With `compress` false the chunk is stored
+    /// raw (when the codec allows), to be compressed later off the critical path.
+    pub fn put_chunk(&self, hash: &ChunkHash, data: &[u8], compress: bool) -> io::Result<Option<u64>> {
         if self.contains(hash) {
             return Ok(None);
         }
-        let object = codec::encode(data)?;
+        let object = if compress { codec::encode(data)? } else { codec::encode_raw(data)? };
         Ok(self.put_object(hash, &object)?.then_some(object.len() as u64))
     }
 
@@ -146,8 +158,8 @@ mod tests {
         let store = LocalStore::new(dir.path());
         let data = b"some chunk".repeat(100);
         let hash = ChunkHash::of(&data);
-        assert!(store.put_chunk(&hash, &data).expect("put").is_some());
-        assert!(store.put_chunk(&hash, &data).expect("put again").is_none());
+        assert!(store.put_chunk(&hash, &data, true).expect("put").is_some());
+        assert!(store.put_chunk(&hash, &data, true).expect("put again").is_none());
         assert_eq!(store.read_chunk(&hash).expect("read"), data);
         assert_eq!(store.list().expect("list").len(), 1);
         store.remove(&hash).expect("remove");
