@@ -15,19 +15,23 @@
 //! Main types: [`Config`], [`repo::Repo`], [`store::local::LocalStore`], [`manifest::Manifest`],
 //! [`chunk::ChunkHash`].
 
+pub mod activity;
 pub mod chunk;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod git;
 pub mod index;
 pub mod lifecycle;
 pub mod manifest;
 pub mod ops;
+pub mod prepare;
 pub mod repo;
 pub mod repos;
 pub mod rpc;
 pub mod server;
 pub mod store;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -55,9 +59,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "listening"
     );
     let repos = Arc::new(repos::Repos::default());
-    let service = rpc::Service::new(Arc::clone(&repos), shutdown.clone(), &config.socket, config.auto_spawned);
-    let served = server::serve(listener, service, shutdown.clone()).await;
-    repos.flush_all();
+    let activity = Arc::new(activity::Activity::default());
+    let preparer = prepare::Preparer::start(Arc::clone(&repos), Arc::clone(&activity));
+    let remembered = shard_proto::repos_path(&config.socket);
+    repos.set_watcher(watch::spawn(preparer.clone(), Arc::clone(&activity), remembered, shutdown.child_token()));
+    let service = rpc::Service::new(rpc::Shared { repos: Arc::clone(&repos), activity, preparer }, shutdown.clone(), &config.socket, config.auto_spawned);
+    let served = server::serve(listener, service, config.idle_timeout, shutdown.clone()).await;
+    repos.close_all();
     if owns_socket {
         let _ = std::fs::remove_file(&config.socket);
     }
