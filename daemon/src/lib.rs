@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod git;
+pub mod http;
 pub mod index;
 pub mod lifecycle;
 pub mod manifest;

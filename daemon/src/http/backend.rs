@@ -1,0 +1,230 @@
+//! Where `shard-server` keeps its chunks: a local directory ([`LocalStore`]) or an S3 bucket
+//! ([`ObjectBackend`]), behind one small enum so the handlers never ask which.
+//!
+//! Both hold the same encoded objects under the same `objects/ab/<hash>` keys, and both only
+//! ever receive objects the handlers have already verified.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
+use tokio_util::io::ReaderStream;
+
+use crate::chunk::ChunkHash;
+use crate::store::local::LocalStore;
+use crate::store::object::ObjectBackend;
+
+/// HEAD requests in flight at once while answering one `missing` query against S3: enough to
+/// hide the round trip, few enough not to trip the provider's request-rate limits.
+const S3_PROBES_IN_FLIGHT: usize = 32;
+
+/// Read size when streaming a local object: 16 times tokio's default, so a 16 MiB object takes
+/// 256 reads instead of 4096.
+const STREAM_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Where chunks are stored, as given on the command line (`--storage`).
+#[derive(Clone)]
+pub enum Storage {
+    /// A local directory holding `objects/`.
+    Directory(PathBuf),
+    /// An S3-compatible bucket and prefix.
+    S3 {
+        /// `s3://bucket/prefix`.
+        url: String,
+        /// The server's own `AWS_*` variables: credentials, region, `AWS_ENDPOINT_URL`.
+        env: HashMap<String, String>,
+    },
+}
+
+impl Storage {
+    /// Reads a `--storage` value: `s3://bucket/prefix` selects S3 configured from `aws_env`;
+    /// anything else is a directory path (`file://` is optional).
+    #[must_use]
+    pub fn from_arg(arg: &str, aws_env: HashMap<String, String>) -> Self {
+        if arg.starts_with("s3://") {
+            Self::S3 {
+                url: arg.to_owned(),
+                env: aws_env,
+            }
+        } else {
+            Self::Directory(PathBuf::from(arg))
+        }
+    }
+}
+
+impl fmt::Display for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Directory(path) => write!(f, "{}", path.display()),
+            Self::S3 { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+/// Shows the variable names only: the values include the secret key.
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Directory(path) => f.debug_tuple("Directory").field(path).finish(),
+            Self::S3 { url, env } => {
+                let mut names: Vec<_> = env.keys().collect();
+                names.sort();
+                f.debug_struct("S3")
+                    .field("url", url)
+                    .field("env", &names)
+                    .finish()
+            }
+        }
+    }
+}
+
+/// Why the storage failed. Its details are logged, never sent to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The local directory could not be read or written.
+    #[error("local chunk storage failed")]
+    Io(#[from] io::Error),
+    /// The bucket could not be opened, read or written.
+    #[error("object storage failed")]
+    S3(#[from] object_store::Error),
+    /// A blocking storage task panicked or was cancelled.
+    #[error("storage task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// An opened chunk store.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// Chunks in a local directory.
+    Directory(LocalStore),
+    /// Chunks in an S3 bucket.
+    S3(ObjectBackend),
+}
+
+/// A stored object ready to be sent.
+#[derive(Debug)]
+pub struct Object {
+    /// Its size in bytes.
+    pub len: u64,
+    /// Its bytes: streamed from disk, or already fetched from S3.
+    pub body: Body,
+}
+
+impl Backend {
+    /// Opens `storage`, creating a local directory if needed so permission problems show at
+    /// start-up rather than on the first upload. Opening a bucket does not contact it.
+    pub fn open(storage: &Storage) -> Result<Self, Error> {
+        match storage {
+            Storage::Directory(path) => {
+                fs_err::create_dir_all(path.join("objects"))?;
+                Ok(Self::Directory(LocalStore::new(path)))
+            }
+            Storage::S3 { url, env } => Ok(Self::S3(ObjectBackend::from_url(url, env)?)),
+        }
+    }
+
+    /// True when the chunk is stored.
+    pub async fn contains(&self, hash: &ChunkHash) -> Result<bool, Error> {
+        match self {
+            Self::Directory(store) => {
+                let (store, hash) = (store.clone(), *hash);
+                Ok(tokio::task::spawn_blocking(move || store.contains(&hash)).await?)
+            }
+            Self::S3(bucket) => Ok(bucket.contains(hash).await?),
+        }
+    }
+
+    /// The chunks of `hashes` that are not stored, in request order and without duplicates.
+    pub async fn missing(&self, hashes: Vec<ChunkHash>) -> Result<Vec<ChunkHash>, Error> {
+        let mut seen = HashSet::with_capacity(hashes.len());
+        let unique: Vec<_> = hashes.into_iter().filter(|h| seen.insert(*h)).collect();
+        match self {
+            Self::Directory(store) => {
+                let store = store.clone();
+                let absent = move || unique.into_iter().filter(|h| !store.contains(h)).collect();
+                Ok(tokio::task::spawn_blocking(absent).await?)
+            }
+            Self::S3(bucket) => {
+                let probes = futures::stream::iter(unique).map(|hash| async move {
+                    bucket
+                        .contains(&hash)
+                        .await
+                        .map(|present| (!present).then_some(hash))
+                });
+                let found: Vec<_> = probes.buffered(S3_PROBES_IN_FLIGHT).try_collect().await?;
+                Ok(found.into_iter().flatten().collect())
+            }
+        }
+    }
+
+    /// Stores a verified object. Returns `false` (and stores nothing) when the chunk was
+    /// already there.
+    pub async fn put(&self, hash: &ChunkHash, object: Bytes) -> Result<bool, Error> {
+        match self {
+            Self::Directory(store) => {
+                let (store, hash) = (store.clone(), *hash);
+                Ok(tokio::task::spawn_blocking(move || store.put_object(&hash, &object)).await??)
+            }
+            Self::S3(bucket) => {
+                // Content-addressed: an existing object already holds these bytes, so a HEAD
+                // saves re-sending up to 16 MiB (a racing writer only rewrites the same bytes).
+                if bucket.contains(hash).await? {
+                    return Ok(false);
+                }
+                bucket.put(hash, object).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The stored object of `hash`, or `None` when it is absent. Local objects are streamed
+    /// from disk. S3 objects are fetched whole (at most
+    /// [`crate::chunk::codec::MAX_OBJECT_BYTES`]), so each takes one of `slots` until the
+    /// server has written it out.
+    pub async fn get(
+        &self,
+        hash: &ChunkHash,
+        slots: &Arc<Semaphore>,
+    ) -> Result<Option<Object>, Error> {
+        match self {
+            Self::Directory(store) => {
+                let file = match tokio::fs::File::open(store.object_path(hash)).await {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                let len = file.metadata().await?.len();
+                let frames = ReaderStream::with_capacity(file, STREAM_BUFFER_BYTES);
+                Ok(Some(Object {
+                    len,
+                    body: Body::from_stream(frames),
+                }))
+            }
+            Self::S3(bucket) => {
+                let slot = Arc::clone(slots)
+                    .acquire_owned()
+                    .await
+                    .expect("slots are never closed");
+                let Some(bytes) = bucket.get(hash).await? else {
+                    return Ok(None);
+                };
+                let len = bytes.len() as u64;
+                // hyper asks for the frame after the object only once it has written the object.
+                let release = futures::stream::once(async move { drop(slot) })
+                    .filter_map(|()| async { None::<Result<Bytes, Infallible>> });
+                let frames = futures::stream::once(async { Ok(bytes) }).chain(release);
+                Ok(Some(Object {
+                    len,
+                    body: Body::from_stream(frames),
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The `/v1` handlers: decode the request, call the [`Backend`], encode the answer.
+//!
+//! Uploads are the memory-hungry part: each holds its body (up to
+//! [`codec::MAX_OBJECT_BYTES`]) and, while it is checked, the decoded chunk (up to 16 MiB).
+//! An upload therefore takes a slot of [`AppState::upload_slots`] *before* its body is read,
+//! and clients beyond that wait with their bytes still in the socket. Downloads from S3, which
+//! are fetched whole, take a slot too; local downloads are streamed and need none.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, HttpBody as _};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::backend::Backend;
+use super::rejection::{MAX_MISSING_IDS, Rejection};
+use crate::chunk::{ChunkHash, codec};
+
+/// Largest `missing` query body: [`MAX_MISSING_IDS`] quoted 64-digit ids with separators and
+/// generous room for whitespace.
+pub const MAX_MISSING_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Where chunks live.
+    pub backend: Arc<Backend>,
+    /// Objects held in memory at once (uploads, S3 downloads); see the module docs.
+    pub upload_slots: Arc<Semaphore>,
+}
+
+/// A chunk id taken from the path; anything but 64 lowercase hex digits is a 400.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkId(pub ChunkHash);
+
+impl<S: Send + Sync> FromRequestParts<S> for ChunkId {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(Rejection::BadPath)?;
+        Ok(Self(raw.parse()?))
+    }
+}
+
+/// The body of `POST /v1/chunks/missing`.
+#[derive(Debug, Deserialize)]
+pub struct MissingRequest {
+    /// Chunk ids the client is about to upload.
+    pub chunks: Vec<String>,
+}
+
+/// The answer to `POST /v1/chunks/missing`.
+#[derive(Debug, Serialize)]
+pub struct MissingResponse {
+    /// The requested ids this server does not hold, in request order, without duplicates.
+    pub missing: Vec<ChunkHash>,
+}
+
+/// GET /v1/health: 200 with `{"status": "ok", "version": "…"}`. Needs no token, so load
+/// balancers and probes can call it.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// POST /v1/chunks/missing: `{"chunks": [id, …]}` → 200 `{"missing": [id, …]}`, the ids not
+/// stored here. 400 for malformed JSON or a bad id, 413 for more than [`MAX_MISSING_IDS`] ids
+/// or a body over [`MAX_MISSING_BODY_BYTES`].
+pub async fn missing(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Json<MissingResponse>, Rejection> {
+    let bytes = read_limited(body, MAX_MISSING_BODY_BYTES).await?;
+    let request: MissingRequest = serde_json::from_slice(&bytes).map_err(Rejection::BadJson)?;
+    if request.chunks.len() > MAX_MISSING_IDS {
+        return Err(Rejection::TooManyIds {
+            count: request.chunks.len(),
+        });
+    }
+    let hashes = request
+        .chunks
+        .iter()
+        .map(|id| id.parse())
+        .collect::<Result<Vec<_>, _>>()?;
+    let missing = state.backend.missing(hashes).await?;
+    Ok(Json(MissingResponse { missing }))
+}
+
+/// PUT /v1/chunks/{hash}: the body is the stored (encoded) object. It is decoded and its
+/// SHA-256 checked against `{hash}` before it is stored atomically: 201 when stored, 200 when
+/// the chunk was already here. 400 bad id, 403 read-only token, 413 body over
+/// [`codec::MAX_OBJECT_BYTES`], 422 undecodable (including zstd expanding past 16 MiB) or not
+/// matching `{hash}` (nothing is kept).
+pub async fn put_chunk(
+    State(state): State<AppState>,
+    ChunkId(hash): ChunkId,
+    body: Body,
+) -> Result<StatusCode, Rejection> {
+    let _slot = state
+        .upload_slots
+        .acquire()
+        .await
+        .expect("the upload semaphore is never closed");
+    let object = read_limited(body, codec::MAX_OBJECT_BYTES).await?;
+    let encoded = object.clone();
+    let check = move || codec::decode_verified(&encoded, &hash).map(drop);
+    tokio::task::spawn_blocking(check).await??;
+    let created = state.backend.put(&hash, object).await?;
+    if created {
+        tracing::debug!(hash = %hash, "stored chunk");
+    }
+    Ok(if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    })
+}
+
+/// GET /v1/chunks/{hash}: 200 with the stored object as `application/octet-stream`
+/// (decode it with [`codec::decode_verified`]). 400 bad id, 404 unknown chunk.
+pub async fn get_chunk(
+    State(state): State<AppState>,
+    ChunkId(hash): ChunkId,
+) -> Result<Response, Rejection> {
+    let object = state.backend.get(&hash, &state.upload_slots).await?;
+    let object = object.ok_or(Rejection::NotFound(hash))?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (header::CONTENT_LENGTH, object.len.to_string()),
+    ];
+    Ok((headers, object.body).into_response())
+}
+
+/// HEAD /v1/chunks/{hash}: 200 when the chunk is stored, 404 when not, 400 bad id.
+pub async fn head_chunk(
+    State(state): State<AppState>,
+    ChunkId(hash): ChunkId,
+) -> Result<StatusCode, Rejection> {
+    if state.backend.contains(&hash).await? {
+        Ok(StatusCode::OK)
+    } else {
+        Err(Rejection::NotFound(hash))
+    }
+}
+
+/// Any unknown path: 404.
+pub async fn no_route() -> Rejection {
+    Rejection::NoRoute
+}
+
+/// A known path with a method it does not serve: 405.
+pub async fn no_method() -> Rejection {
+    Rejection::MethodNotAllowed
+}
+
+/// Reads a whole body of at most `limit` bytes. A declared `Content-Length` over the limit is
+/// refused before anything is read.
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Rejection> {
+    let declared = body.size_hint().lower();
+    if declared > limit as u64 {
+        return Err(Rejection::TooLarge { limit });
+    }
+    let mut buffer = BytesMut::with_capacity(declared as usize);
+    let mut frames = body.into_data_stream();
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(Rejection::BadBody)?;
+        if buffer.len() + frame.len() > limit {
+            return Err(Rejection::TooLarge { limit });
+        }
+        buffer.extend_from_slice(&frame);
+    }
+    Ok(buffer.freeze())
+}
