@@ -80,6 +80,8 @@ pub fn decode(object: &[u8]) -> Result<Vec<u8>, Error> {
     }
     if object.starts_with(&ZSTD_MAGIC) {
         zstd::bulk::decompress(object, MAX_CHUNK_BYTES as usize).map_err(Error::Corrupt)
+    } else if object.len() > MAX_CHUNK_BYTES as usize {
+        Err(Error::TooLarge(object.len()))
     } else {
         Ok(object.to_vec())
     }
@@ -148,6 +150,12 @@ mod tests {
         let wrong = ChunkHash::of(b"bye");
         let err = decode_verified(&object, &wrong).expect_err("hash differs");
         assert!(matches!(err, Error::Mismatch { .. }));
+    }
+
+    #[test]
+    fn raw_objects_over_the_chunk_limit_are_refused() {
+        let raw = vec![1u8; MAX_CHUNK_BYTES as usize + 1];
+        assert!(matches!(decode(&raw), Err(Error::TooLarge(_))));
     }
 
     #[test]
