@@ -1,1 +1,41 @@
-//! e2e
+//! Black-box end-to-end tests of `nshard` and `shardd`: every test builds its own [`Sandbox`]
+//! (tempdir, socket, HOME, Git repository) and lets `nshard` auto-spawn a private daemon.
+//!
+//! Needs the binaries: `cargo build --workspace --bins && cargo test -p shard-e2e`.
+//! Snapshots live in `snapshots/`; review changes with `cargo insta review`.
+//!
+//! [`Sandbox`]: sandbox::Sandbox
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::must_use_candidate,
+    missing_docs
+)]
+#![allow(
+    clippy::similar_names,
+    reason = "`status` and `states` read well side by side"
+)]
+
+// The per-test sandbox: private dirs, socket and Git repository; Drop stops the daemon.
+mod sandbox;
+// `nshard init`, `git-init` and `track`: setting a repository up, and running outside one.
+mod init;
+// `nshard commit`: the manifest contract, determinism, unchanged files, deduplicated edits.
+mod commit;
+// `nshard status` and `diff`: file states and chunk-level statistics.
+mod status;
+// `nshard checkout`: rebuilding files, protecting uncommitted edits, refusing corrupt chunks.
+mod checkout;
+// `nshard gc`: unreferenced chunks are listed, deleted, and nothing referenced is lost.
+mod gc;
+// `nshard push`, `pull` and `remote`: two machines, a directory remote and `shard-server`.
+mod remote;
+// Malformed manifests are refused before anything is written.
+mod manifest;
+// The sled index is only a cache: deleting it loses nothing.
+mod index;
+// The daemon's lifecycle as users see it: status, stop, auto-start, start-up failures.
+mod daemon;
+// The command line itself: usage errors, help, versions, and the thin-client dependency check.
+mod cli;

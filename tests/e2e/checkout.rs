@@ -1,0 +1,281 @@
+//! `nshard checkout`: files are rebuilt byte for byte, uncommitted edits are never overwritten
+//! without `--force`, and a corrupted chunk is refused without touching the working file.
+//! Each test boots its own daemon in a `Sandbox`.
+
+use crate::sandbox::{MIB, Sandbox, compressible_bytes, random_bytes};
+
+#[test]
+fn checkout_rebuilds_deleted_files_byte_for_byte() {
+    let s = Sandbox::with_repo();
+    let random = random_bytes(40, 6 * MIB + 3);
+    let sparse = compressible_bytes(41, 5 * MIB);
+    s.write("models/random.bin", &random);
+    s.write("models/sparse.bin", &sparse);
+    let _ = s.ok(&["commit", "-m", "first"]);
+    // Checkout must decode zstd objects too, not only raw ones.
+    s.wait_until_compressed("models/sparse.bin");
+    std::fs::remove_file(s.path("models/random.bin")).unwrap();
+    std::fs::remove_file(s.path("models/sparse.bin")).unwrap();
+
+    let out = s.json(&["checkout", "--json"]);
+
+    assert_eq!(
+        out["written"],
+        serde_json::json!(["models/random.bin", "models/sparse.bin"]),
+        "{out:#}"
+    );
+    assert!(
+        s.read("models/random.bin") == random,
+        "random.bin differs after checkout"
+    );
+    assert!(
+        s.read("models/sparse.bin") == sparse,
+        "sparse.bin differs after checkout"
+    );
+    assert_eq!(
+        s.json(&["checkout", "--json"])["written"],
+        serde_json::json!([])
+    );
+    let status = s.json(&["status", "--json"]);
+    assert!(
+        status["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["state"] == "clean"),
+        "{status:#}"
+    );
+}
+
+#[test]
+fn checkout_of_one_named_manifest_rebuilds_only_that_file() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(42, 100_000));
+    s.write("models/b.bin", &random_bytes(43, 100_000));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+    std::fs::remove_file(s.path("models/b.bin")).unwrap();
+
+    let _ = s.ok(&["checkout", "models/a.bin.shard.json"]);
+
+    assert_eq!(s.read("models/a.bin"), random_bytes(42, 100_000));
+    assert!(!s.path("models/b.bin").exists());
+}
+
+#[test]
+fn checkout_refuses_to_overwrite_uncommitted_edits_unless_forced() {
+    let s = Sandbox::with_repo();
+    let committed = random_bytes(44, 2 * MIB);
+    s.write("models/a.bin", &committed);
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let mut edited = committed.clone();
+    edited[12_345] ^= 0x55;
+    s.write("models/a.bin", &edited);
+
+    let message = s.fails(&["checkout"]);
+    assert!(
+        message.contains("models/a.bin"),
+        "the refusal must name the file: {message}"
+    );
+    assert!(
+        message.contains("--force"),
+        "the refusal should say how to override it: {message}"
+    );
+    assert!(
+        s.read("models/a.bin") == edited,
+        "a refused checkout changed the file"
+    );
+
+    let _ = s.ok(&["checkout", "--force"]);
+    assert!(
+        s.read("models/a.bin") == committed,
+        "--force did not restore the committed content"
+    );
+}
+
+// The daemon chunks edited files in the background; that must not turn an uncommitted edit
+// into "stored" content that checkout may overwrite: no manifest points at it, so overwriting
+// it loses it all the same (design.md §5).
+#[test]
+#[ignore = "product bug: checkout overwrites uncommitted edits once the daemon prepared them"]
+fn checkout_refuses_to_overwrite_uncommitted_edits_the_daemon_already_chunked() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(53, 2 * MIB));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    s.write("models/a.bin", b"an experiment that was never committed");
+    s.wait_until_prepared("models/a.bin");
+
+    let message = s.fails(&["checkout"]);
+
+    assert!(message.contains("models/a.bin"), "{message}");
+    assert_eq!(
+        s.read("models/a.bin"),
+        b"an experiment that was never committed"
+    );
+}
+
+#[test]
+fn checkout_replaces_a_file_whose_content_is_stored() {
+    let s = Sandbox::with_repo();
+    let v1 = random_bytes(45, 2 * MIB);
+    let v2 = random_bytes(46, 2 * MIB);
+    s.write("models/a.bin", &v1);
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let manifest_v1 = s.read("models/a.bin.shard.json");
+    s.write("models/a.bin", &v2);
+    let _ = s.ok(&["commit", "-m", "v2"]);
+    // Going back to v1 (as `git checkout` of the manifest would) loses nothing: v2 is stored.
+    s.write("models/a.bin.shard.json", &manifest_v1);
+
+    let _ = s.ok(&["checkout"]);
+
+    assert!(s.read("models/a.bin") == v1);
+}
+
+/// Flips one byte in the middle of the stored object of `hash`.
+fn corrupt(s: &Sandbox, hash: &str) {
+    s.wait_until_idle();
+    let path = s.object(hash);
+    let mut object = std::fs::read(&path).unwrap();
+    let middle = object.len() / 2;
+    object[middle] ^= 0x01;
+    std::fs::write(&path, object).unwrap();
+}
+
+#[test]
+fn a_corrupted_chunk_fails_the_checkout_naming_the_chunk_and_the_file() {
+    let s = Sandbox::with_repo();
+    s.write("models/random.bin", &random_bytes(47, 3 * MIB));
+    s.write("models/sparse.bin", &compressible_bytes(48, 3 * MIB));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    // Corrupt the final, compressed object, not a raw one the daemon is about to replace.
+    s.wait_until_compressed("models/sparse.bin");
+    for file in ["models/random.bin", "models/sparse.bin"] {
+        let hash = s.manifest(file)["chunks"][0]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        corrupt(&s, &hash);
+        std::fs::remove_file(s.path(file)).unwrap();
+
+        let message = s.fails(&["checkout", file]);
+
+        assert!(
+            message.contains(&hash),
+            "the error must name the chunk: {message}"
+        );
+        assert!(
+            message.contains(file),
+            "the error must name the file: {message}"
+        );
+        assert!(
+            !s.path(file).exists(),
+            "a failed checkout left {file} behind"
+        );
+    }
+    let leftovers: Vec<String> = s
+        .files_under("models")
+        .into_iter()
+        .filter(|f| !f.ends_with(".shard.json"))
+        .collect();
+    assert_eq!(
+        leftovers,
+        Vec::<String>::new(),
+        "half-written files were left behind"
+    );
+}
+
+#[test]
+fn a_corrupted_chunk_never_touches_the_existing_working_file() {
+    let s = Sandbox::with_repo();
+    let v1 = random_bytes(49, 6 * MIB);
+    let mut v2 = v1.clone();
+    v2[3 * MIB..4 * MIB].copy_from_slice(&random_bytes(50, MIB));
+    s.write("models/a.bin", &v1);
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let v1_chunks = s.stored_chunks();
+    s.write("models/a.bin", &v2);
+    let _ = s.ok(&["commit", "-m", "v2"]);
+    let only_v2 = s
+        .stored_chunks()
+        .into_iter()
+        .find(|c| !v1_chunks.contains(c))
+        .expect("v2 has a new chunk");
+    corrupt(&s, &only_v2);
+    // The working file holds v1 again: stored, so checkout may replace it with v2.
+    s.write("models/a.bin", &v1);
+    let before = std::fs::metadata(s.path("models/a.bin")).unwrap();
+
+    let message = s.fails(&["checkout"]);
+
+    assert!(
+        message.contains(&only_v2) && message.contains("models/a.bin"),
+        "{message}"
+    );
+    assert!(
+        s.read("models/a.bin") == v1,
+        "the working file was modified by a failed checkout"
+    );
+    let after = std::fs::metadata(s.path("models/a.bin")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&after),
+        std::os::unix::fs::MetadataExt::ino(&before)
+    );
+    assert_eq!(
+        s.files_under("models"),
+        ["models/a.bin", "models/a.bin.shard.json"]
+    );
+}
+
+#[test]
+fn a_missing_chunk_fails_the_checkout_with_a_hint_to_pull() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(51, 2 * MIB));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let hash = s.manifest("models/a.bin")["chunks"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.wait_until_idle();
+    std::fs::remove_file(s.object(&hash)).unwrap();
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+
+    let message = s.fails(&["checkout"]);
+
+    assert!(
+        message.contains(&hash) && message.contains("models/a.bin"),
+        "{message}"
+    );
+    assert!(message.contains("nshard pull"), "{message}");
+    assert!(!s.path("models/a.bin").exists());
+}
+
+#[test]
+fn verify_names_a_corrupted_chunk_and_the_file_that_needs_it() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(52, 2 * MIB));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let _ = s.ok(&["verify"]);
+    let hash = s.manifest("models/a.bin")["chunks"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    corrupt(&s, &hash);
+
+    let out = s.nshard().args(["verify", "--json"]).output().unwrap();
+
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problem = &report["problems"][0];
+    assert_eq!(problem["chunk"].as_str(), Some(hash.as_str()), "{report:#}");
+    assert_eq!(
+        problem["files"],
+        serde_json::json!(["models/a.bin"]),
+        "{report:#}"
+    );
+}

@@ -1,0 +1,204 @@
+//! `nshard commit`: the manifest contract of design.md §4 (checked with an independent
+//! SHA-256), deterministic output, unchanged files left alone, and deduplication after an edit.
+//! Each test boots its own daemon in a `Sandbox`. The manifest snapshot in `snapshots/` pins
+//! chunk boundaries and hashes: review a change with `cargo insta review`.
+
+use std::os::unix::fs::MetadataExt;
+
+use serde_json::Value;
+
+use crate::sandbox::{MIB, Sandbox, random_bytes, sha256_hex};
+
+/// 1700000000 = 2023-11-14T22:13:20Z.
+const EPOCH: &str = "1700000000";
+
+/// Asserts the §4 contract: keys, path, size, whole-file digest, and chunks that tile the file
+/// in order, each named by the SHA-256 of its bytes and within the chunking bounds.
+fn assert_manifest_describes(manifest: &Value, path: &str, data: &[u8]) {
+    assert_eq!(manifest["format"], "neuroshard.manifest/v1");
+    assert_eq!(manifest["path"], path);
+    assert_eq!(manifest["size"].as_u64(), Some(data.len() as u64));
+    assert_eq!(manifest["sha256"].as_str(), Some(sha256_hex(data).as_str()));
+    for key in ["algorithm", "min_size", "avg_size", "max_size"] {
+        assert!(
+            manifest["chunking"].get(key).is_some(),
+            "chunking.{key} missing: {manifest:#}"
+        );
+    }
+    assert!(manifest["message"].is_string() && manifest["created_at"].is_string());
+    let max = manifest["chunking"]["max_size"].as_u64().unwrap();
+    let chunks = manifest["chunks"].as_array().expect("chunks is an array");
+    let mut offset = 0u64;
+    for chunk in chunks {
+        assert_eq!(
+            chunk["offset"].as_u64(),
+            Some(offset),
+            "chunks do not tile: {manifest:#}"
+        );
+        let size = chunk["size"].as_u64().unwrap();
+        assert!(size > 0 && size <= max, "chunk size {size} out of bounds");
+        let bytes = &data[offset as usize..(offset + size) as usize];
+        assert_eq!(
+            chunk["sha256"].as_str(),
+            Some(sha256_hex(bytes).as_str()),
+            "chunk at {offset}"
+        );
+        offset += size;
+    }
+    assert_eq!(offset, data.len() as u64, "chunks do not cover the file");
+}
+
+#[test]
+fn commit_writes_a_manifest_that_describes_the_file() {
+    let s = Sandbox::with_repo();
+    let data = random_bytes(10, 9 * MIB + 12_345);
+    s.write("models/a.bin", &data);
+    let summary = s.json(&["commit", "-m", "Initial checkpoint", "--json"]);
+
+    let manifest = s.manifest("models/a.bin");
+    assert_manifest_describes(&manifest, "models/a.bin", &data);
+    assert_eq!(manifest["message"], "Initial checkpoint");
+    assert_eq!(manifest["chunking"]["algorithm"], "fastcdc");
+    let created = manifest["created_at"].as_str().unwrap();
+    assert!(
+        created.len() == 20 && created.ends_with('Z') && &created[10..11] == "T",
+        "{created}"
+    );
+
+    let chunks = manifest["chunks"].as_array().unwrap();
+    let text = String::from_utf8(s.read("models/a.bin.shard.json")).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\"offset\"")).count(),
+        chunks.len(),
+        "one chunk per line"
+    );
+    assert_eq!(
+        summary["new_chunks"].as_u64(),
+        Some(chunks.len() as u64),
+        "{summary:#}"
+    );
+    assert_eq!(s.stored_chunks().len(), chunks.len());
+}
+
+#[test]
+fn identical_content_gives_byte_identical_manifests() {
+    let data = random_bytes(11, 12 * MIB + 777);
+    let manifests: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            let mut s = Sandbox::with_repo();
+            s.set_env("SOURCE_DATE_EPOCH", EPOCH);
+            s.write("models/a.bin", &data);
+            let _ = s.ok(&["commit", "-m", "Initial checkpoint"]);
+            s.read("models/a.bin.shard.json")
+        })
+        .collect();
+    assert_eq!(
+        manifests[0], manifests[1],
+        "manifests differ between two sandboxes"
+    );
+    let text = String::from_utf8(manifests[0].clone()).unwrap();
+    assert!(
+        text.contains("\"created_at\": \"2023-11-14T22:13:20Z\""),
+        "{text}"
+    );
+    insta::assert_snapshot!("manifest_of_seed_11", text);
+}
+
+#[test]
+fn committing_an_unchanged_file_stores_nothing_and_keeps_the_manifest() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(12, 5 * MIB));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let manifest_path = s.path("models/a.bin.shard.json");
+    let before = std::fs::metadata(&manifest_path).unwrap();
+    let bytes = s.read("models/a.bin.shard.json");
+
+    let summary = s.json(&["commit", "-m", "second", "--json"]);
+
+    assert_eq!(summary["new_chunks"], 0, "{summary:#}");
+    assert_eq!(summary["new_bytes"], 0, "{summary:#}");
+    assert_eq!(summary["files"], serde_json::json!([]), "{summary:#}");
+    assert_eq!(summary["unchanged_files"], 1, "{summary:#}");
+    let after = std::fs::metadata(&manifest_path).unwrap();
+    assert_eq!(
+        (after.ino(), after.mtime_nsec(), after.mtime()),
+        (before.ino(), before.mtime_nsec(), before.mtime())
+    );
+    assert_eq!(
+        s.read("models/a.bin.shard.json"),
+        bytes,
+        "the message must not be rewritten either"
+    );
+}
+
+#[test]
+fn editing_one_mib_in_the_middle_stores_only_a_few_new_chunks() {
+    let s = Sandbox::with_repo();
+    let mut data = random_bytes(13, 20 * MIB);
+    s.write("models/big.bin", &data);
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let stored_before = s.stored_chunks().len();
+
+    data[10 * MIB..11 * MIB].copy_from_slice(&random_bytes(14, MIB));
+    s.write("models/big.bin", &data);
+    let summary = s.json(&["commit", "-m", "v2", "--json"]);
+
+    let manifest = s.manifest("models/big.bin");
+    assert_manifest_describes(&manifest, "models/big.bin", &data);
+    let total = manifest["chunks"].as_array().unwrap().len() as u64;
+    let new = summary["new_chunks"].as_u64().unwrap();
+    let new_bytes = summary["new_bytes"].as_u64().unwrap();
+    assert!(
+        (1..=3).contains(&new),
+        "{new} of {total} chunks are new: {summary:#}"
+    );
+    assert!(
+        new_bytes < data.len() as u64 / 2,
+        "{new_bytes} new bytes for a 1 MiB edit: {summary:#}"
+    );
+    assert_eq!(
+        summary["reused_chunks"].as_u64(),
+        Some(total - new),
+        "{summary:#}"
+    );
+    assert_eq!(s.stored_chunks().len() as u64, stored_before as u64 + new);
+}
+
+#[test]
+fn init_chunking_options_reach_the_manifest() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init", "--chunk-size", "256KiB", "--fixed"]);
+    let _ = s.ok(&["track", "models/*.bin"]);
+    let data = random_bytes(15, MIB + 1000);
+    s.write("models/a.bin", &data);
+    let _ = s.ok(&["commit", "-m", "fixed"]);
+
+    let manifest = s.manifest("models/a.bin");
+    assert_manifest_describes(&manifest, "models/a.bin", &data);
+    assert_eq!(manifest["chunking"]["avg_size"], 256 * 1024);
+    let sizes: Vec<u64> = manifest["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [262_144, 262_144, 262_144, 262_144, 1000]);
+}
+
+#[test]
+fn commit_names_files_that_cannot_be_committed() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(16, 1000));
+    s.write("other.dat", b"not tracked");
+    let message = s.fails(&["commit", "-m", "x", "other.dat"]);
+    assert!(
+        message.contains("other.dat") && message.contains("not tracked"),
+        "{message}"
+    );
+    let message = s.fails(&["commit", "-m", "x", "models/gone.bin"]);
+    assert!(message.contains("models/gone.bin"), "{message}");
+    assert!(
+        !s.path("models/a.bin.shard.json").exists(),
+        "a failed commit wrote a manifest"
+    );
+}

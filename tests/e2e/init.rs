@@ -1,0 +1,158 @@
+//! Setting a repository up: `nshard init`, `nshard git-init`, `nshard track`, and the error a
+//! command gives outside any repository. Each test boots its own daemon in a `Sandbox`.
+
+use crate::sandbox::{Sandbox, random_bytes};
+
+#[test]
+fn init_creates_the_shard_directory() {
+    let s = Sandbox::new();
+    let out = s.ok(&["init"]);
+    assert!(
+        s.path(".shard").is_dir(),
+        "no .shard/ after init; stdout:\n{out}"
+    );
+    assert!(s.path(".shard/config.toml").is_file());
+    assert!(
+        out.contains(".shard"),
+        "init should say where it created the repository:\n{out}"
+    );
+}
+
+#[test]
+fn init_twice_is_harmless() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(1, 300_000));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let config = s.read(".shard/config.toml");
+    let chunks = s.stored_chunks();
+
+    let _ = s.ok(&["init"]);
+
+    assert_eq!(
+        s.read(".shard/config.toml"),
+        config,
+        "a second init must not rewrite the config"
+    );
+    assert_eq!(s.stored_chunks(), chunks);
+    let status = s.json(&["status", "--json"]);
+    assert_eq!(status["files"][0]["state"], "clean", "{status:#}");
+}
+
+#[test]
+fn git_init_ignores_the_store_and_tracked_files_but_never_manifests() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(2, 100_000));
+    s.write("notes.txt", b"not tracked\n");
+    let _ = s.ok(&["git-init"]);
+    let _ = s.ok(&["commit", "-m", "first"]);
+
+    let gitignore = String::from_utf8(s.read(".gitignore")).unwrap();
+    assert!(gitignore.lines().any(|l| l == "/.shard/"), "{gitignore}");
+    assert!(s.git_ignores(".shard/config.toml"));
+    assert!(s.git_ignores("models/a.bin"));
+    assert!(
+        !s.git_ignores("models/a.bin.shard.json"),
+        "a manifest is ignored:\n{gitignore}"
+    );
+    assert!(!s.git_ignores("notes.txt"));
+
+    let _ = s.git(&["add", "-A"]);
+    let staged = s.git(&["diff", "--cached", "--name-only"]);
+    assert_eq!(
+        staged.lines().collect::<Vec<_>>(),
+        [".gitignore", "models/a.bin.shard.json", "notes.txt"]
+    );
+}
+
+#[test]
+fn git_init_keeps_the_users_lines_and_never_duplicates_its_block() {
+    let s = Sandbox::with_repo();
+    s.write(".gitignore", b"target/\n*.log\n");
+    let _ = s.ok(&["git-init"]);
+    let _ = s.ok(&["git-init"]);
+    let _ = s.ok(&["track", "data/*.npy"]);
+
+    let gitignore = String::from_utf8(s.read(".gitignore")).unwrap();
+    assert!(gitignore.starts_with("target/\n*.log\n"), "{gitignore}");
+    assert_eq!(gitignore.matches("/.shard/").count(), 1, "{gitignore}");
+    assert!(
+        s.git_ignores("data/x.npy"),
+        "a pattern tracked after git-init is ignored too"
+    );
+    assert!(!s.git_ignores("data/x.npy.shard.json"));
+}
+
+#[test]
+fn manifests_below_a_tracked_directory_are_not_ignored() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    s.write("data/top.bin", &random_bytes(3, 10_000));
+    s.write("data/sub/deep.bin", &random_bytes(4, 10_000));
+    let _ = s.ok(&["track", "data"]);
+    let _ = s.ok(&["git-init"]);
+    let _ = s.ok(&["commit", "-m", "first"]);
+
+    let gitignore = String::from_utf8(s.read(".gitignore")).unwrap();
+    for file in ["data/top.bin", "data/sub/deep.bin"] {
+        assert!(s.git_ignores(file), "{file} is not ignored:\n{gitignore}");
+        let manifest = format!("{file}.shard.json");
+        assert!(
+            !s.git_ignores(&manifest),
+            "{manifest} is ignored:\n{gitignore}"
+        );
+    }
+}
+
+#[test]
+fn tracking_a_pattern_that_matches_nothing_yet_is_fine() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    let _ = s.ok(&["track", "checkpoints/*.pt"]);
+    assert_eq!(
+        s.json(&["status", "--json"])["files"],
+        serde_json::json!([])
+    );
+
+    s.write("checkpoints/epoch1.pt", &random_bytes(5, 1000));
+    let status = s.json(&["status", "--json"]);
+    assert_eq!(
+        status["files"][0]["path"], "checkpoints/epoch1.pt",
+        "{status:#}"
+    );
+    assert_eq!(status["files"][0]["state"], "new");
+}
+
+#[test]
+fn tracking_a_missing_plain_path_is_an_error() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    let config = s.read(".shard/config.toml");
+    let message = s.fails(&["track", "models/missing.bin"]);
+    assert!(message.contains("models/missing.bin"), "{message}");
+    assert_eq!(
+        s.read(".shard/config.toml"),
+        config,
+        "a failed track changed the config"
+    );
+}
+
+#[test]
+fn commands_outside_any_repository_say_so() {
+    let s = Sandbox::new();
+    let outside = s.base().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for args in [
+        &["status"][..],
+        &["commit", "-m", "x"],
+        &["track", "*.bin"],
+        &["checkout"],
+    ] {
+        let out = s.nshard_in(&outside).args(args).output().unwrap();
+        let message = crate::sandbox::expect_failure(&out, &args.join(" "));
+        assert!(
+            message.contains("not inside a NeuroShard repository"),
+            "{message}"
+        );
+    }
+    assert!(!outside.join(".shard").exists());
+}

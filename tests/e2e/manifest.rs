@@ -1,0 +1,99 @@
+//! Malformed manifests (design.md §4) are refused with exit 1 and a message naming the
+//! manifest, before anything is written: not the broken file, and not the valid files beside
+//! it either. Each test boots its own daemon in a `Sandbox`.
+
+use serde_json::{Value, json};
+
+use crate::sandbox::{Sandbox, random_bytes};
+
+/// Commits a.bin and b.bin, deletes both, breaks a.bin's manifest with `break_it`, then
+/// checks that checkout (of everything, and of a.bin alone) refuses and writes nothing.
+fn refused(break_it: impl FnOnce(&Sandbox)) -> String {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(70, 200_000));
+    s.write("models/b.bin", &random_bytes(71, 200_000));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+    std::fs::remove_file(s.path("models/b.bin")).unwrap();
+    break_it(&s);
+    let before = s.files_under("models");
+
+    let message = s.fails(&["checkout"]);
+    assert!(
+        message.contains("models/a.bin.shard.json"),
+        "the error must name the manifest: {message}"
+    );
+    let named = s.fails(&["checkout", "models/a.bin.shard.json"]);
+    assert_eq!(named, message);
+
+    assert_eq!(
+        s.files_under("models"),
+        before,
+        "a refused checkout wrote something"
+    );
+    s.redact(&message)
+}
+
+fn edit(s: &Sandbox, change: impl FnOnce(&mut Value)) {
+    let mut manifest = s.manifest("models/a.bin");
+    change(&mut manifest);
+    s.write(
+        "models/a.bin.shard.json",
+        serde_json::to_string_pretty(&manifest).unwrap().as_bytes(),
+    );
+}
+
+#[test]
+fn a_manifest_that_is_not_json_is_refused() {
+    let message = refused(|s| {
+        s.write(
+            "models/a.bin.shard.json",
+            b"{\"format\": \"neuroshard.manifest/v1\",",
+        );
+    });
+    assert!(message.contains("invalid"), "{message}");
+}
+
+#[test]
+fn a_manifest_with_another_format_tag_is_refused() {
+    let message = refused(|s| edit(s, |m| m["format"] = json!("neuroshard.manifest/v99")));
+    assert!(message.contains("neuroshard.manifest/v99"), "{message}");
+}
+
+#[test]
+fn a_manifest_whose_path_climbs_out_is_refused() {
+    let message = refused(|s| edit(s, |m| m["path"] = json!("../../escaped.bin")));
+    assert!(message.contains(".."), "{message}");
+    assert!(!std::path::Path::new("/tmp/escaped.bin").exists());
+}
+
+#[test]
+fn a_manifest_with_an_absolute_path_is_refused() {
+    let _ = refused(|s| edit(s, |m| m["path"] = json!("/tmp/absolute.bin")));
+}
+
+#[test]
+fn a_manifest_whose_chunks_leave_a_gap_is_refused() {
+    let message = refused(|s| {
+        edit(s, |m| {
+            let chunks = m["chunks"].as_array_mut().unwrap();
+            let first = chunks[0].clone();
+            let size = first["size"].as_u64().unwrap();
+            // Two half chunks with a one-byte hole between them.
+            chunks[0]["size"] = json!(size / 2);
+            chunks.insert(1, json!({"offset": size / 2 + 1, "size": size - size / 2 - 1, "sha256": first["sha256"]}));
+        });
+    });
+    assert!(message.contains("tile"), "{message}");
+}
+
+#[test]
+fn a_manifest_whose_chunks_do_not_reach_its_size_is_refused() {
+    let message = refused(|s| edit(s, |m| m["size"] = json!(m["size"].as_u64().unwrap() + 1)));
+    assert!(message.contains("tile"), "{message}");
+}
+
+#[test]
+fn a_manifest_with_a_malformed_chunk_id_is_refused() {
+    let _ = refused(|s| edit(s, |m| m["chunks"][0]["sha256"] = json!("not-a-hash")));
+}
