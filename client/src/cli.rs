@@ -9,9 +9,14 @@ use clap::{Args, Parser, Subcommand};
 /// nshard is a thin client: the work is done by the shardd daemon, which nshard starts when
 /// none is running.
 #[derive(Debug, Parser)]
-#[command(name = "nshard", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "nshard",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
-    /// The daemon's socket [default: $XDG_RUNTIME_DIR/shardd/shardd.sock]
+    /// The daemon's socket [default: `$XDG_RUNTIME_DIR/shardd/shardd.sock`]
     #[arg(long, global = true, env = "SHARDD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// What to do.
@@ -194,7 +199,7 @@ pub struct GcArgs {
 /// `nshard push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Remote URL (http(s)://, directory, file://, s3://bucket/prefix) or name; default: the
+    /// Remote URL (`http(s)://`, directory, `file://`, `s3://bucket/prefix`) or name; default: the
     /// default remote
     #[arg(long, short)]
     pub remote: Option<String>,
@@ -244,7 +249,7 @@ pub enum RemoteAction {
     Add {
         /// Its name, e.g. origin
         name: String,
-        /// Its URL: http(s)://host:port, a directory, file:///path or s3://bucket/prefix
+        /// Its URL: `http(s)://host:port`, a directory, `file:///path` or `s3://bucket/prefix`
         url: String,
         /// Use it when no --remote is given
         #[arg(long)]
@@ -294,15 +299,23 @@ pub struct LogsArgs {
 /// Parses `1h`, `10m`, `0s`.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration such as 1h or 30m"))?;
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 1h or 30m"))?;
     let secs = match unit.trim() {
         "" | "s" | "sec" | "secs" => 1,
         "m" | "min" | "mins" => 60,
         "h" | "hour" | "hours" => 3600,
         "d" | "day" | "days" => 86_400,
-        other => return Err(format!("unknown duration unit `{other}` (use s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` (use s, m, h or d)"
+            ));
+        }
     };
     Ok(std::time::Duration::from_secs(value.saturating_mul(secs)))
 }
@@ -310,9 +323,13 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 /// Parses `4MiB`, `4M`, `512KiB`, `65536` into bytes.
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size such as 4MiB"))?;
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 4MiB"))?;
     let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -320,7 +337,9 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown size unit `{other}` (use KiB or MiB)")),
     };
-    value.checked_mul(scale).ok_or_else(|| format!("`{text}` is too large"))
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Environment variables forwarded to the daemon with requests that need them, so the
@@ -330,18 +349,30 @@ pub const FORWARDED_ENV_PREFIXES: [&str; 3] = ["NSHARD_", "AWS_", "SOURCE_DATE_E
 /// The caller's environment entries the daemon may need.
 #[must_use]
 pub fn forwarded_env() -> std::collections::HashMap<String, String> {
-    std::env::vars().filter(|(k, _)| FORWARDED_ENV_PREFIXES.iter().any(|p| k.starts_with(p))).collect()
+    std::env::vars()
+        .filter(|(k, _)| FORWARDED_ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
+        .collect()
 }
 
 /// `SHARDD_BIN`: the daemon binary to start instead of the one beside `nshard` or on `PATH`.
 #[must_use]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "cli.rs is where the client reads its environment"
+)]
 pub fn shardd_bin_override() -> Option<PathBuf> {
-    std::env::var_os("SHARDD_BIN").filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os("SHARDD_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// `NSHARD_AUTOSTART=0` (or `false`/`no`): never start a daemon; for machines where a service
 /// manager (systemd, launchd) owns `shardd`.
 #[must_use]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "cli.rs is where the client reads its environment"
+)]
 pub fn autostart() -> bool {
     let value = std::env::var_os("NSHARD_AUTOSTART").unwrap_or_default();
     !matches!(value.to_str(), Some("0" | "false" | "no" | "off"))
@@ -349,6 +380,10 @@ pub fn autostart() -> bool {
 
 /// The default socket path from `XDG_RUNTIME_DIR` / `TMPDIR`.
 #[must_use]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "cli.rs is where the client reads its environment"
+)]
 pub fn default_socket() -> PathBuf {
     let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
     let tmp = std::env::var_os("TMPDIR").map(PathBuf::from);

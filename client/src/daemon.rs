@@ -43,7 +43,11 @@ pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
 async fn probe(socket: &Path) -> Option<(Client, DaemonStatusResponse)> {
     let channel = connect(socket).await.ok()?;
     let mut client = SharddClient::new(channel).max_decoding_message_size(64 << 20);
-    let status = client.daemon_status(DaemonStatusRequest {}).await.ok()?.into_inner();
+    let status = client
+        .daemon_status(DaemonStatusRequest {})
+        .await
+        .ok()?
+        .into_inner();
     Some((client, status))
 }
 
@@ -62,16 +66,17 @@ pub async fn ensure_running(socket: &Path, shardd: Option<&Path>) -> Result<Clie
     }
     prepare_dir(socket)?;
     let lock_path = shard_proto::startup_lock_path(socket);
-    let lock = File::create(&lock_path).with_context(|| format!("failed to create {}", lock_path.display()))?;
+    let lock = File::create(&lock_path)
+        .with_context(|| format!("failed to create {}", lock_path.display()))?;
     let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
         .await
         .context("startup lock task failed")?
         .with_context(|| format!("failed to lock {}", lock_path.display()))?;
     // Another nshard may have started the daemon while we waited for the lock.
-    if let Some((client, status)) = probe(socket).await {
-        if compatible(&status) {
-            return Ok(client);
-        }
+    if let Some((client, status)) = probe(socket).await
+        && compatible(&status)
+    {
+        return Ok(client);
     }
     let result = spawn_and_wait(socket, shardd).await;
     drop(lock);
@@ -84,7 +89,11 @@ fn compatible(status: &DaemonStatusResponse) -> bool {
 }
 
 /// Stops a daemon of another version if we started it; otherwise explains how to.
-async fn replace_outdated(mut client: Client, status: &DaemonStatusResponse, socket: &Path) -> Result<()> {
+async fn replace_outdated(
+    mut client: Client,
+    status: &DaemonStatusResponse,
+    socket: &Path,
+) -> Result<()> {
     if !status.auto_spawned {
         bail!(
             "shardd {} (pid {}) is serving {} but this nshard is {}: restart it with `nshard daemon \
@@ -104,7 +113,10 @@ pub async fn wait_until_gone(socket: &Path) -> Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     while probe(socket).await.is_some() {
         if Instant::now() > deadline {
-            bail!("shardd on {} did not stop within {STARTUP_TIMEOUT:?}", socket.display());
+            bail!(
+                "shardd on {} did not stop within {STARTUP_TIMEOUT:?}",
+                socket.display()
+            );
         }
         tokio::time::sleep(STARTUP_POLL).await;
     }
@@ -122,7 +134,10 @@ pub async fn wait_until_gone(socket: &Path) -> Result<()> {
 
 /// Creates the socket directory privately (the daemon checks it again).
 fn prepare_dir(socket: &Path) -> Result<()> {
-    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.exists() {
         DirBuilder::new()
             .recursive(true)
@@ -141,7 +156,7 @@ async fn spawn_and_wait(socket: &Path, shardd: Option<&Path>) -> Result<Client> 
         .append(true)
         .open(&log_path)
         .with_context(|| format!("failed to open the daemon log {}", log_path.display()))?;
-    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let log_start = log.metadata().map_or(0, |m| m.len());
     let mut child = Command::new(&bin)
         .arg("--socket")
         .arg(socket)
@@ -155,19 +170,30 @@ async fn spawn_and_wait(socket: &Path, shardd: Option<&Path>) -> Result<Client> 
     wait_ready(socket, &mut child, &log_path, log_start).await
 }
 
-async fn wait_ready(socket: &Path, child: &mut Child, log_path: &Path, log_start: u64) -> Result<Client> {
+async fn wait_ready(
+    socket: &Path,
+    child: &mut Child,
+    log_path: &Path,
+    log_start: u64,
+) -> Result<Client> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
         if let Some((client, _)) = probe(socket).await {
             return Ok(client);
         }
-        if let Some(status) = child.try_wait().context("failed to check on the new daemon")? {
+        if let Some(status) = child
+            .try_wait()
+            .context("failed to check on the new daemon")?
+        {
             let tail = log_tail(log_path, log_start);
             return Err(anyhow!("shardd failed to start ({status}):\n{tail}"));
         }
         if Instant::now() > deadline {
             let tail = log_tail(log_path, log_start);
-            bail!("shardd did not answer on {} within {STARTUP_TIMEOUT:?}:\n{tail}", socket.display());
+            bail!(
+                "shardd did not answer on {} within {STARTUP_TIMEOUT:?}:\n{tail}",
+                socket.display()
+            );
         }
         tokio::time::sleep(STARTUP_POLL).await;
     }
@@ -185,6 +211,10 @@ fn log_tail(path: &Path, start: u64) -> String {
 }
 
 /// `SHARDD_BIN`, else `shardd` beside this executable, else on `PATH`.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "PATH lookup is the one environment read here"
+)]
 fn find_shardd(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
@@ -199,5 +229,7 @@ fn find_shardd(explicit: Option<&Path>) -> Result<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("shardd"))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| anyhow!("cannot find the shardd binary beside nshard or on PATH; set SHARDD_BIN"))
+        .ok_or_else(|| {
+            anyhow!("cannot find the shardd binary beside nshard or on PATH; set SHARDD_BIN")
+        })
 }

@@ -50,7 +50,9 @@ pub async fn drive<R: Event>(mut stream: Streaming<R>) -> Result<R::Summary> {
             }
             None => {
                 bar.finish();
-                return Err(anyhow!("the daemon ended the operation without a result; see `nshard daemon logs`"));
+                return Err(anyhow!(
+                    "the daemon ended the operation without a result; see `nshard daemon logs`"
+                ));
             }
         }
     }
@@ -66,7 +68,11 @@ impl Bar {
     #[must_use]
     pub fn new() -> Self {
         let visible = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
         let bar = ProgressBar::with_draw_target(None, target);
         Self { bar }
     }
@@ -109,10 +115,16 @@ impl Default for Bar {
 }
 
 /// The daemon's one-sentence error, or a hint when the connection itself failed.
+#[expect(clippy::needless_pass_by_value, reason = "used as `map_err(status_error)`")]
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown if status.message().contains("transport") => {
-            anyhow!("lost the connection to shardd ({}); see `nshard daemon logs`", status.message())
+        tonic::Code::Unavailable | tonic::Code::Unknown
+            if status.message().contains("transport") =>
+        {
+            anyhow!(
+                "lost the connection to shardd ({}); see `nshard daemon logs`",
+                status.message()
+            )
         }
         _ => anyhow!("{}", status.message()),
     }
@@ -129,7 +141,10 @@ macro_rules! say {
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json(value: &serde_json::Value) -> Result<()> {
-    say!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialize"));
+    say!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values always serialize")
+    );
     Ok(())
 }
 

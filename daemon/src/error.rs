@@ -122,7 +122,9 @@ pub enum Error {
         name: String,
     },
     /// A remote name that is already taken.
-    #[error("a remote named `{name}` already exists: remove it first with `nshard remote remove {name}`")]
+    #[error(
+        "a remote named `{name}` already exists: remove it first with `nshard remote remove {name}`"
+    )]
     RemoteExists {
         /// The name.
         name: String,
@@ -219,7 +221,10 @@ impl Error {
     fn code(&self) -> tonic::Code {
         use tonic::Code;
         match self {
-            Self::NotARepository { .. } | Self::WouldOverwrite { .. } | Self::FileUnstable { .. } => {
+            Self::NotARepository { .. }
+            | Self::WouldOverwrite { .. }
+            | Self::FileUnstable { .. }
+            | Self::Git(crate::git::Error::NotGit(_) | crate::git::Error::BadRevision(_)) => {
                 Code::FailedPrecondition
             }
             Self::OutsideRepository { .. }
@@ -235,13 +240,8 @@ impl Error {
             Self::PathNotFound { .. }
             | Self::NoManifest { .. }
             | Self::ChunkMissing { .. }
-            | Self::NoManifestAt { .. } => {
-                Code::NotFound
-            }
+            | Self::NoManifestAt { .. } => Code::NotFound,
             Self::Remote(e) => e.code(),
-            Self::Git(crate::git::Error::NotGit(_) | crate::git::Error::BadRevision(_)) => {
-                Code::FailedPrecondition
-            }
             _ => Code::Internal,
         }
     }

@@ -15,8 +15,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// A temporary file in the same directory as `path` (so the final rename is atomic), named
 /// `.<file name>.<random>.tmp` so it is obviously ours if a crash leaves it behind.
 pub fn temp_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
@@ -27,15 +33,24 @@ pub fn temp_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
 /// Flushes `tmp` to disk and renames it to `path`, keeping `path`'s permissions if it exists.
 pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
     // tempfile creates 0600 files; a new working file gets the usual 0644 instead.
-    let permissions = std::fs::metadata(path)
-        .map_or_else(|_| std::os::unix::fs::PermissionsExt::from_mode(0o644), |meta| meta.permissions());
+    let permissions = std::fs::metadata(path).map_or_else(
+        |_| std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        |meta| meta.permissions(),
+    );
     std::fs::set_permissions(tmp.path(), permissions).map_err(|e| with_path(e, path))?;
-    tmp.as_file().sync_all().map_err(|e| with_path(e, tmp.path()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| with_path(e, tmp.path()))?;
     let _ = tmp.persist(path).map_err(|e| with_path(e.error, path))?;
     Ok(())
 }
 
 /// Adds the path to an I/O error's message, the way fs-err does.
+#[must_use]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(|e| with_path(e, p))`"
+)]
 pub fn with_path(error: io::Error, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{error} ({})", path.display()))
 }

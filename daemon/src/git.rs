@@ -54,7 +54,9 @@ impl Git {
             Error::Failed { .. } => Error::NotGit(dir.to_path_buf()),
             other => other,
         })?;
-        Ok(Self { root: std::path::PathBuf::from(out.trim_end()) })
+        Ok(Self {
+            root: std::path::PathBuf::from(out.trim_end()),
+        })
     }
 
     fn git(&self, args: &[&str]) -> Result<String, Error> {
@@ -110,11 +112,22 @@ impl Git {
             let mut lines = record.lines();
             let header = lines.next().unwrap_or_default();
             let mut fields = header.split('\u{1f}');
-            let (Some(commit), Some(date), Some(subject)) = (fields.next(), fields.next(), fields.next()) else {
+            let (Some(commit), Some(date), Some(subject)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
                 continue;
             };
-            let file = lines.find(|l| !l.trim().is_empty()).unwrap_or(path).trim().to_owned();
-            entries.push(LogEntry { commit: commit.into(), date: date.into(), subject: subject.into(), path: file });
+            let file = lines
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or(path)
+                .trim()
+                .to_owned();
+            entries.push(LogEntry {
+                commit: commit.into(),
+                date: date.into(),
+                subject: subject.into(),
+                path: file,
+            });
         }
         Ok(entries)
     }
@@ -122,14 +135,21 @@ impl Git {
     /// The contents of every blob whose path ends with `suffix` in every commit reachable from
     /// any ref (branches, tags, stash) or reflog entry, deduplicated by blob id.
     pub fn all_blobs_with_suffix(&self, suffix: &str) -> Result<Vec<Vec<u8>>, Error> {
-        let listing = self.git(&["rev-list", "--objects", "--all", "--reflog", "--indexed-objects"])?;
+        let listing = self.git(&[
+            "rev-list",
+            "--objects",
+            "--all",
+            "--reflog",
+            "--indexed-objects",
+        ])?;
         let mut ids: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for line in listing.lines() {
-            if let Some((id, path)) = line.split_once(' ') {
-                if path.ends_with(suffix) && seen.insert(id.to_owned()) {
-                    ids.push(id.to_owned());
-                }
+            if let Some((id, path)) = line.split_once(' ')
+                && path.ends_with(suffix)
+                && seen.insert(id.to_owned())
+            {
+                ids.push(id.to_owned());
             }
         }
         self.cat_blobs(&ids)
@@ -137,7 +157,11 @@ impl Git {
 
     /// The contents of every blob whose path ends with `suffix` in the commits that
     /// `git rev-list <revisions>` selects (e.g. `<new>`, `^<old>`).
-    pub fn blobs_in_revisions(&self, revisions: &[String], suffix: &str) -> Result<Vec<Vec<u8>>, Error> {
+    pub fn blobs_in_revisions(
+        &self,
+        revisions: &[String],
+        suffix: &str,
+    ) -> Result<Vec<Vec<u8>>, Error> {
         let mut args = vec!["rev-list", "--objects"];
         args.extend(revisions.iter().map(String::as_str));
         let listing = self.git(&args)?;
@@ -157,9 +181,20 @@ impl Git {
         let listing = if old.bytes().all(|b| b == b'0') {
             self.git(&["ls-tree", "-r", "--name-only", new])?
         } else {
-            self.git(&["diff", "--name-only", "--no-renames", "--diff-filter=AMR", old, new])?
+            self.git(&[
+                "diff",
+                "--name-only",
+                "--no-renames",
+                "--diff-filter=AMR",
+                old,
+                new,
+            ])?
         };
-        Ok(listing.lines().filter(|p| p.ends_with(suffix)).map(str::to_owned).collect())
+        Ok(listing
+            .lines()
+            .filter(|p| p.ends_with(suffix))
+            .map(str::to_owned)
+            .collect())
     }
 
     /// The absolute path of a root-relative Git path.
@@ -182,7 +217,7 @@ impl Git {
             .spawn()
             .map_err(Error::Spawn)?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        let input: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        let input: String = ids.iter().flat_map(|id| [id.as_str(), "\n"]).collect();
         let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
         let mut reader = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut blobs = Vec::with_capacity(ids.len());
@@ -192,7 +227,11 @@ impl Git {
             if reader.read_line(&mut header).map_err(Error::Spawn)? == 0 {
                 break;
             }
-            let size: usize = match header.split_whitespace().nth(2).and_then(|s| s.parse().ok()) {
+            let size: usize = match header
+                .split_whitespace()
+                .nth(2)
+                .and_then(|s| s.parse().ok())
+            {
                 Some(size) => size,
                 None => continue, // "<id> missing"
             };
@@ -210,7 +249,12 @@ impl Git {
     #[must_use]
     pub fn relative(&self, abs: &Path) -> Option<String> {
         let rel = abs.strip_prefix(&self.root).ok()?;
-        Some(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"))
+        Some(
+            rel.components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
     }
 
     /// The `.git` directory's hooks folder (honours `core.hooksPath` and worktrees).

@@ -10,8 +10,8 @@ use fs_err as fs;
 
 use crate::chunk::ChunkHash;
 use crate::chunk::cdc::Chunking;
-use crate::manifest::ChunkRef;
 use crate::error::{Error, Result};
+use crate::manifest::ChunkRef;
 
 /// sled's page cache is sized for databases far larger than ours; 8 MiB keeps the idle daemon
 /// small while holding tens of thousands of file entries.
@@ -56,7 +56,13 @@ impl FileStamp {
 
     fn encode(&self, sha256: &ChunkHash) -> Vec<u8> {
         let mut out = Vec::with_capacity(72);
-        for n in [self.dev, self.ino, self.size, self.mtime_ns as u64, self.ctime_ns as u64] {
+        for n in [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime_ns as u64,
+            self.ctime_ns as u64,
+        ] {
             out.extend_from_slice(&n.to_le_bytes());
         }
         out.extend_from_slice(sha256.as_bytes());
@@ -72,8 +78,8 @@ impl FileStamp {
             dev: n(0),
             ino: n(1),
             size: n(2),
-            mtime_ns: n(3) as i64,
-            ctime_ns: n(4) as i64,
+            mtime_ns: i64::from_le_bytes(n(3).to_le_bytes()),
+            ctime_ns: i64::from_le_bytes(n(4).to_le_bytes()),
         };
         let hash: [u8; 32] = bytes[40..72].try_into().expect("32 bytes");
         Some((stamp, ChunkHash::from_bytes(hash)))
@@ -117,12 +123,18 @@ impl Index {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match Self::open_or_rebuild(dir) {
-                Err(Error::Index { source: sled::Error::Io(e), .. })
-                    if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+                Err(Error::Index {
+                    source: sled::Error::Io(e),
+                    ..
+                }) if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Err(Error::Index { source: sled::Error::Io(e), path }) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(Error::Index {
+                    source: sled::Error::Io(e),
+                    path,
+                }) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     return Err(Error::IndexInUse { path });
                 }
                 other => return other,
@@ -136,18 +148,33 @@ impl Index {
             Err(sled::Error::Corruption { .. } | sled::Error::Unsupported(_)) => {
                 tracing::warn!(path = %dir.display(), "index is damaged; rebuilding it");
                 fs::remove_dir_all(dir)?;
-                Self::try_open(dir).map_err(|source| Error::Index { path: dir.into(), source })
+                Self::try_open(dir).map_err(|source| Error::Index {
+                    path: dir.into(),
+                    source,
+                })
             }
-            Err(source) => Err(Error::Index { path: dir.into(), source }),
+            Err(source) => Err(Error::Index {
+                path: dir.into(),
+                source,
+            }),
         }
     }
 
     fn try_open(dir: &Path) -> sled::Result<Self> {
-        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
         let files = db.open_tree("files")?;
         let prepared = db.open_tree("prepared")?;
         let deferred = db.open_tree("deferred")?;
-        Ok(Self { path: dir.to_path_buf(), files, prepared, deferred, db })
+        Ok(Self {
+            path: dir.to_path_buf(),
+            files,
+            prepared,
+            deferred,
+            db,
+        })
     }
 
     /// The content hash recorded for `file` if its stamp is still `stamp`.
@@ -163,7 +190,10 @@ impl Index {
         let _ = self
             .files
             .insert(file.as_bytes(), stamp.encode(sha256))
-            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+            .map_err(|source| Error::Index {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -172,7 +202,10 @@ impl Index {
         let _ = self
             .files
             .remove(file.as_bytes())
-            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+            .map_err(|source| Error::Index {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -200,7 +233,10 @@ impl Index {
         let _ = self
             .prepared
             .insert(file.as_bytes(), bytes)
-            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+            .map_err(|source| Error::Index {
+                path: self.path.clone(),
+                source,
+            })?;
         self.record(file, &prepared.stamp, &prepared.sha256)
     }
 
@@ -209,7 +245,10 @@ impl Index {
         let _ = self
             .prepared
             .remove(file.as_bytes())
-            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+            .map_err(|source| Error::Index {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -219,7 +258,10 @@ impl Index {
             let _ = self
                 .deferred
                 .insert(chunk.as_bytes(), &[])
-                .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+                .map_err(|source| Error::Index {
+                    path: self.path.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -241,13 +283,19 @@ impl Index {
         let _ = self
             .deferred
             .remove(chunk.as_bytes())
-            .map_err(|source| Error::Index { path: self.path.clone(), source })?;
+            .map_err(|source| Error::Index {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(())
     }
 
     /// Writes everything to disk (on shutdown).
     pub fn flush(&self) -> Result<()> {
-        let _ = self.db.flush().map_err(|source| Error::Index { path: self.path.clone(), source })?;
+        let _ = self.db.flush().map_err(|source| Error::Index {
+            path: self.path.clone(),
+            source,
+        })?;
         Ok(())
     }
 }

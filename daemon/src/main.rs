@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(version, about)]
 struct Flags {
-    /// Unix socket to serve on [env: SHARDD_SOCKET].
+    /// Unix socket to serve on [env: `SHARDD_SOCKET`].
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Exit after this long without requests, e.g. `30m` (`0` = never) [env: SHARDD_IDLE_TIMEOUT].
+    /// Exit after this long without requests, e.g. `30m` (`0` = never) [env: `SHARDD_IDLE_TIMEOUT`].
     #[arg(long, value_parser = humantime::parse_duration)]
     idle_timeout: Option<Duration>,
     /// Set by `nshard` when it starts the daemon, so a newer client may restart it.

@@ -11,19 +11,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shard_proto as pb;
 use shard_proto::shardd_server::Shardd;
-use tokio_util::sync::CancellationToken;
 use tokio_stream::StreamExt as _;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use crate::activity::{Activity, Change};
 use crate::chunk::cdc::{Chunking, DEFAULT_AVG_BYTES};
 use crate::error::Result;
+use crate::ops::{
+    self, checkout, commit, diff, gc, gitignore, history, hooks, status, track, transfer, verify,
+};
 use crate::prepare::Preparer;
-use crate::ops::{self, checkout, commit, diff, gc, gitignore, history, hooks, status, track, transfer, verify};
-use crate::store::remote::Remote;
 use crate::repo::Repo;
 use crate::repos::Repos;
+use crate::store::remote::Remote;
 use streaming::{RpcStream, blocking, stream_async, stream_blocking};
 
 /// State the service shares with the daemon's background tasks.
@@ -50,8 +52,17 @@ pub struct Service {
 impl Service {
     /// A service over `repos` that cancels `shutdown` when asked to stop.
     #[must_use]
-    pub fn new(shared: Shared, shutdown: CancellationToken, socket: &Path, auto_spawned: bool) -> Self {
-        let Shared { repos, activity, preparer } = shared;
+    pub fn new(
+        shared: Shared,
+        shutdown: CancellationToken,
+        socket: &Path,
+        auto_spawned: bool,
+    ) -> Self {
+        let Shared {
+            repos,
+            activity,
+            preparer,
+        } = shared;
         Self {
             repos,
             activity,
@@ -69,7 +80,9 @@ fn created_at(env: &HashMap<String, String>) -> String {
     let time = env
         .get("SOURCE_DATE_EPOCH")
         .and_then(|s| s.parse::<u64>().ok())
-        .map_or_else(SystemTime::now, |secs| UNIX_EPOCH + Duration::from_secs(secs));
+        .map_or_else(SystemTime::now, |secs| {
+            UNIX_EPOCH + Duration::from_secs(secs)
+        });
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
@@ -94,7 +107,12 @@ impl Shardd for Service {
             socket: self.socket.clone(),
             auto_spawned: self.auto_spawned,
             uptime_secs: self.started.elapsed().as_secs(),
-            repositories: self.repos.roots().iter().map(|r| r.display().to_string()).collect(),
+            repositories: self
+                .repos
+                .roots()
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect(),
         }))
     }
 
@@ -108,7 +126,10 @@ impl Shardd for Service {
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
-    async fn init(&self, request: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
+    async fn init(
+        &self,
+        request: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
         let req = request.into_inner();
         let size = u32::try_from(req.chunk_size).unwrap_or(u32::MAX);
         let chunking = match (req.fixed, size) {
@@ -135,21 +156,40 @@ impl Shardd for Service {
         let gitignore = repo.root.join(".gitignore").display().to_string();
         let (entries, hooks) = blocking(move || {
             let entries = gitignore::write_block(&repo)?;
-            let hooks = if req.hooks { hooks::install(&repo)? } else { Vec::new() };
-            Ok((entries, hooks.iter().map(|h| h.display().to_string()).collect()))
+            let hooks = if req.hooks {
+                hooks::install(&repo)?
+            } else {
+                Vec::new()
+            };
+            Ok((
+                entries,
+                hooks.iter().map(|h| h.display().to_string()).collect(),
+            ))
         })
         .await?;
-        Ok(Response::new(pb::GitInitResponse { gitignore, entries, hooks }))
+        Ok(Response::new(pb::GitInitResponse {
+            gitignore,
+            entries,
+            hooks,
+        }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
-    async fn track(&self, request: Request<pb::TrackRequest>) -> Result<Response<pb::TrackResponse>, Status> {
+    async fn track(
+        &self,
+        request: Request<pb::TrackRequest>,
+    ) -> Result<Response<pb::TrackResponse>, Status> {
         let req = request.into_inner();
         let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
         let _guard = handle.lock.lock().await;
         let response = blocking(move || {
             let added = track::track(&mut repo, Path::new(&req.cwd), &req.patterns)?;
-            let files = repo.tracked()?.into_iter().filter(|t| t.exists).map(|t| t.path).collect();
+            let files = repo
+                .tracked()?
+                .into_iter()
+                .filter(|t| t.exists)
+                .map(|t| t.path)
+                .collect();
             Ok(pb::TrackResponse { added, files })
         })
         .await?;
@@ -164,16 +204,28 @@ impl Shardd for Service {
         let req = request.into_inner();
         let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
         let _guard = handle.lock.lock().await;
-        let removed = blocking(move || track::untrack(&mut repo, Path::new(&req.cwd), &req.patterns)).await?;
+        let removed =
+            blocking(move || track::untrack(&mut repo, Path::new(&req.cwd), &req.patterns)).await?;
         Ok(Response::new(pb::UntrackResponse { removed }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
-    async fn commit(&self, request: Request<pb::CommitRequest>) -> Result<Response<Self::CommitStream>, Status> {
+    async fn commit(
+        &self,
+        request: Request<pb::CommitRequest>,
+    ) -> Result<Response<Self::CommitStream>, Status> {
         let req = request.into_inner();
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
-        let paths = req.paths.iter().map(|p| repo.file_arg(Path::new(&req.cwd), p)).collect::<Result<_>>()?;
-        let options = commit::CommitOptions { message: req.message, paths, created_at: created_at(&req.env) };
+        let paths = req
+            .paths
+            .iter()
+            .map(|p| repo.file_arg(Path::new(&req.cwd), p))
+            .collect::<Result<_>>()?;
+        let options = commit::CommitOptions {
+            message: req.message,
+            paths,
+            created_at: created_at(&req.env),
+        };
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
         let preparer = self.preparer.clone();
@@ -182,19 +234,31 @@ impl Shardd for Service {
                 let _guard = guard;
                 commit::commit(&repo, &handle.index, &options, reporter)
             },
-            |p| pb::CommitResponse { event: Some(pb::commit_response::Event::Progress(p)) },
+            |p| pb::CommitResponse {
+                event: Some(pb::commit_response::Event::Progress(p)),
+            },
             move |r| {
                 preparer.compress(&root);
                 for c in &r.committed {
-                    activity.emit(&root, &c.manifest.path, Change::Committed, Some(c.manifest.sha256));
+                    activity.emit(
+                        &root,
+                        &c.manifest.path,
+                        Change::Committed,
+                        Some(c.manifest.sha256),
+                    );
                 }
-                pb::CommitResponse { event: Some(pb::commit_response::Event::Summary(r.into())) }
+                pb::CommitResponse {
+                    event: Some(pb::commit_response::Event::Summary(r.into())),
+                }
             },
         )))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
-    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let (repo, handle) = self.repos.resolve(&request.get_ref().cwd)?;
         let root = repo.root.clone();
         let files = blocking(move || status::status(&repo, &handle.index)).await?;
@@ -209,11 +273,17 @@ impl Shardd for Service {
                 file
             })
             .collect();
-        Ok(Response::new(pb::StatusResponse { root: root.display().to_string(), files }))
+        Ok(Response::new(pb::StatusResponse {
+            root: root.display().to_string(),
+            files,
+        }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, path = %request.get_ref().path))]
-    async fn diff(&self, request: Request<pb::DiffRequest>) -> Result<Response<pb::DiffResponse>, Status> {
+    async fn diff(
+        &self,
+        request: Request<pb::DiffRequest>,
+    ) -> Result<Response<pb::DiffResponse>, Status> {
         let req = request.into_inner();
         let (repo, _) = self.repos.resolve(&req.cwd)?;
         let file = repo.file_arg(Path::new(&req.cwd), &req.path)?;
@@ -234,14 +304,21 @@ impl Shardd for Service {
     ) -> Result<Response<Self::CheckoutStream>, Status> {
         let req = request.into_inner();
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
-        let named: Vec<String> =
-            req.manifests.iter().map(|m| repo.file_arg(Path::new(&req.cwd), m)).collect::<Result<_>>()?;
+        let named: Vec<String> = req
+            .manifests
+            .iter()
+            .map(|m| repo.file_arg(Path::new(&req.cwd), m))
+            .collect::<Result<_>>()?;
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_blocking(
             move |reporter| {
                 let _guard = guard;
-                let files = if named.is_empty() { checkout::all_files(&repo)? } else { named };
+                let files = if named.is_empty() {
+                    checkout::all_files(&repo)?
+                } else {
+                    named
+                };
                 if req.rev.is_empty() {
                     return checkout::checkout(&repo, &handle.index, &files, req.force, reporter);
                 }
@@ -252,24 +329,37 @@ impl Shardd for Service {
                     .collect::<Result<Vec<_>>>()?;
                 checkout::checkout_manifests(&repo, &handle.index, &manifests, req.force, reporter)
             },
-            |p| pb::CheckoutResponse { event: Some(pb::checkout_response::Event::Progress(p)) },
+            |p| pb::CheckoutResponse {
+                event: Some(pb::checkout_response::Event::Progress(p)),
+            },
             move |r| {
                 for file in &r.written {
                     activity.emit(&root, file, Change::CheckedOut, None);
                 }
-                pb::CheckoutResponse { event: Some(pb::checkout_response::Event::Summary(r.into())) }
+                pb::CheckoutResponse {
+                    event: Some(pb::checkout_response::Event::Summary(r.into())),
+                }
             },
         )))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
-    async fn gc(&self, request: Request<pb::GcRequest>) -> Result<Response<Self::GcStream>, Status> {
+    async fn gc(
+        &self,
+        request: Request<pb::GcRequest>,
+    ) -> Result<Response<Self::GcStream>, Status> {
         let req = request.into_inner();
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
-        let remote = if req.evict_pushed { Some(open_remote(&repo, &req.cwd, "", &req.env)?) } else { None };
+        let remote = if req.evict_pushed {
+            Some(open_remote(&repo, &req.cwd, "", &req.env)?)
+        } else {
+            None
+        };
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let dry_run = req.dry_run;
-        let grace = req.grace_secs.map_or(gc::DEFAULT_GRACE, Duration::from_secs);
+        let grace = req
+            .grace_secs
+            .map_or(gc::DEFAULT_GRACE, Duration::from_secs);
         Ok(Response::new(stream_async(
             move |mut reporter| async move {
                 let _guard = guard;
@@ -277,14 +367,24 @@ impl Shardd for Service {
                     Some(remote) => held_by(&repo, &remote).await?,
                     None => std::collections::HashSet::new(),
                 };
-                let options = gc::GcOptions { dry_run, grace, evictable };
+                let options = gc::GcOptions {
+                    dry_run,
+                    grace,
+                    evictable,
+                };
                 let index = handle.index.clone();
                 tokio::task::spawn_blocking(move || gc::gc(&repo, &index, &options, &mut reporter))
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?
             },
-            |p| pb::GcResponse { event: Some(pb::gc_response::Event::Progress(p)) },
-            move |r| pb::GcResponse { event: Some(pb::gc_response::Event::Summary(convert::gc_summary(r, dry_run))) },
+            |p| pb::GcResponse {
+                event: Some(pb::gc_response::Event::Progress(p)),
+            },
+            move |r| pb::GcResponse {
+                event: Some(pb::gc_response::Event::Summary(convert::gc_summary(
+                    &r, dry_run,
+                ))),
+            },
         )))
     }
 
@@ -296,8 +396,12 @@ impl Shardd for Service {
         let req = request.into_inner();
         let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
         let _guard = handle.lock.lock().await;
-        let added = blocking(move || repo.add_remote(&req.name, &req.url, req.make_default, req.shared)).await?;
-        Ok(Response::new(pb::RemoteAddResponse { remote: Some(added.into()) }))
+        let added =
+            blocking(move || repo.add_remote(&req.name, &req.url, req.make_default, req.shared))
+                .await?;
+        Ok(Response::new(pb::RemoteAddResponse {
+            remote: Some(added.into()),
+        }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, name = %request.get_ref().name))]
@@ -319,11 +423,16 @@ impl Shardd for Service {
     ) -> Result<Response<pb::RemoteListResponse>, Status> {
         let (repo, _) = self.repos.resolve(&request.get_ref().cwd)?;
         let remotes = blocking(move || repo.remotes()).await?;
-        Ok(Response::new(pb::RemoteListResponse { remotes: remotes.into_iter().map(Into::into).collect() }))
+        Ok(Response::new(pb::RemoteListResponse {
+            remotes: remotes.into_iter().map(Into::into).collect(),
+        }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, remote = %request.get_ref().remote))]
-    async fn push(&self, request: Request<pb::PushRequest>) -> Result<Response<Self::PushStream>, Status> {
+    async fn push(
+        &self,
+        request: Request<pb::PushRequest>,
+    ) -> Result<Response<Self::PushStream>, Status> {
         let req = request.into_inner();
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
         let selection = if req.revisions.is_empty() {
@@ -343,23 +452,32 @@ impl Shardd for Service {
                 let _guard = guard;
                 transfer::push(repo, manifests, remote, jobs, &mut reporter).await
             },
-            |p| pb::PushResponse { event: Some(pb::push_response::Event::Progress(p)) },
+            |p| pb::PushResponse {
+                event: Some(pb::push_response::Event::Progress(p)),
+            },
             move |r| {
                 for file in &pushed {
                     activity.emit(&root, file, Change::Pushed, None);
                 }
-                pb::PushResponse { event: Some(pb::push_response::Event::Summary(r.into())) }
+                pb::PushResponse {
+                    event: Some(pb::push_response::Event::Summary(r.into())),
+                }
             },
         )))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, remote = %request.get_ref().remote))]
-    async fn pull(&self, request: Request<pb::PullRequest>) -> Result<Response<Self::PullStream>, Status> {
+    async fn pull(
+        &self,
+        request: Request<pb::PullRequest>,
+    ) -> Result<Response<Self::PullStream>, Status> {
         let req = request.into_inner();
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
         let selection = match req.changed.as_slice() {
             [old, new] => transfer::Selection::Changed(old.clone(), new.clone()),
-            _ => transfer::Selection::Files(self.selected_files(&repo, &req.cwd, &req.manifests)?),
+            _ => {
+                transfer::Selection::Files(self.selected_files(&repo, &req.cwd, &req.manifests)?)
+            }
         };
         let remote = open_remote(&repo, &req.cwd, &req.remote, &req.env);
         let guard = Arc::clone(&handle.lock).lock_owned().await;
@@ -373,43 +491,64 @@ impl Shardd for Service {
                 let _guard = guard;
                 transfer::pull(repo, index, files, remote, options, &mut reporter).await
             },
-            |p| pb::PullResponse { event: Some(pb::pull_response::Event::Progress(p)) },
+            |p| pb::PullResponse {
+                event: Some(pb::pull_response::Event::Progress(p)),
+            },
             move |r| {
                 for file in r.checkout.iter().flat_map(|c| &c.written) {
                     activity.emit(&root, file, Change::CheckedOut, None);
                 }
-                pb::PullResponse { event: Some(pb::pull_response::Event::Summary(r.into())) }
+                pb::PullResponse {
+                    event: Some(pb::pull_response::Event::Summary(r.into())),
+                }
             },
         )))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd, path = %request.get_ref().path))]
-    async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogResponse>, Status> {
+    async fn log(
+        &self,
+        request: Request<pb::LogRequest>,
+    ) -> Result<Response<pb::LogResponse>, Status> {
         let req = request.into_inner();
         let (repo, _) = self.repos.resolve(&req.cwd)?;
         let file = repo.file_arg(Path::new(&req.cwd), &req.path)?;
         let versions = blocking(move || history::log(&repo, &file)).await?;
-        Ok(Response::new(pb::LogResponse { entries: versions.into_iter().map(Into::into).collect() }))
+        Ok(Response::new(pb::LogResponse {
+            entries: versions.into_iter().map(Into::into).collect(),
+        }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]
-    async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<Self::VerifyStream>, Status> {
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<Self::VerifyStream>, Status> {
         let req = request.into_inner();
         let (repo, _) = self.repos.resolve(&req.cwd)?;
-        let remote =
-            if req.remote.is_empty() { None } else { Some(open_remote(&repo, &req.cwd, &req.remote, &req.env)?) };
+        let remote = if req.remote.is_empty() {
+            None
+        } else {
+            Some(open_remote(&repo, &req.cwd, &req.remote, &req.env)?)
+        };
         let all = req.all;
         Ok(Response::new(stream_async(
             move |mut reporter| async move {
                 match remote {
                     Some(remote) => verify::verify_remote(repo, remote, all, &mut reporter).await,
-                    None => tokio::task::spawn_blocking(move || verify::verify_local(&repo, all, &mut reporter))
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                    None => tokio::task::spawn_blocking(move || {
+                        verify::verify_local(&repo, all, &mut reporter)
+                    })
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
                 }
             },
-            |p| pb::VerifyResponse { event: Some(pb::verify_response::Event::Progress(p)) },
-            |r| pb::VerifyResponse { event: Some(pb::verify_response::Event::Summary(r.into())) },
+            |p| pb::VerifyResponse {
+                event: Some(pb::verify_response::Event::Progress(p)),
+            },
+            |r| pb::VerifyResponse {
+                event: Some(pb::verify_response::Event::Summary(r.into())),
+            },
         )))
     }
 
@@ -419,13 +558,20 @@ impl Shardd for Service {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let cwd = request.into_inner().cwd;
-        let root = if cwd.is_empty() { None } else { Some(self.repos.resolve(&cwd)?.0.root) };
+        let root = if cwd.is_empty() {
+            None
+        } else {
+            Some(self.repos.resolve(&cwd)?.0.root)
+        };
         let events = tokio_stream::wrappers::BroadcastStream::new(self.activity.subscribe());
         let stream = events.filter_map(move |event| match event {
             Ok(e) if root.as_ref().is_none_or(|r| *r == e.root) => Some(Ok(e.into())),
             Ok(_) => None,
             Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                Some(Ok(pb::SubscribeResponse { lagged: n, ..Default::default() }))
+                Some(Ok(pb::SubscribeResponse {
+                    lagged: n,
+                    ..Default::default()
+                }))
             }
         });
         Ok(Response::new(Box::pin(stream)))
@@ -434,12 +580,18 @@ impl Shardd for Service {
 
 impl Service {
     /// The named manifests (as files), or every manifest in the repository.
-    #[expect(clippy::unused_self, reason = "kept a method so handlers read uniformly")]
+    #[expect(
+        clippy::unused_self,
+        reason = "kept a method so handlers read uniformly"
+    )]
     fn selected_files(&self, repo: &Repo, cwd: &str, manifests: &[String]) -> Result<Vec<String>> {
         if manifests.is_empty() {
             return checkout::all_files(repo);
         }
-        manifests.iter().map(|m| repo.file_arg(Path::new(cwd), m)).collect()
+        manifests
+            .iter()
+            .map(|m| repo.file_arg(Path::new(cwd), m))
+            .collect()
     }
 }
 
@@ -450,7 +602,10 @@ fn open_remote(repo: &Repo, cwd: &str, arg: &str, env: &HashMap<String, String>)
 }
 
 /// The local chunks `remote` already holds (their local copies are re-downloadable).
-async fn held_by(repo: &Repo, remote: &Remote) -> Result<std::collections::HashSet<crate::chunk::ChunkHash>> {
+async fn held_by(
+    repo: &Repo,
+    remote: &Remote,
+) -> Result<std::collections::HashSet<crate::chunk::ChunkHash>> {
     let store = repo.store.clone();
     let local: Vec<_> = tokio::task::spawn_blocking(move || store.list())
         .await
@@ -465,5 +620,9 @@ async fn held_by(repo: &Repo, remote: &Remote) -> Result<std::collections::HashS
 
 /// The requested parallelism, or the default.
 fn jobs(requested: u32) -> usize {
-    if requested == 0 { transfer::DEFAULT_JOBS } else { requested as usize }
+    if requested == 0 {
+        transfer::DEFAULT_JOBS
+    } else {
+        requested as usize
+    }
 }

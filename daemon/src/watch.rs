@@ -39,9 +39,16 @@ impl Watcher {
 
 /// Starts the watcher task. `remembered` lists repositories to re-arm and is kept current.
 #[must_use]
-pub fn spawn(preparer: Preparer, activity: Arc<Activity>, remembered: PathBuf, shutdown: CancellationToken) -> Watcher {
+pub fn spawn(
+    preparer: Preparer,
+    activity: Arc<Activity>,
+    remembered: PathBuf,
+    shutdown: CancellationToken,
+) -> Watcher {
     let (roots_tx, roots_rx) = mpsc::unbounded_channel();
-    drop(tokio::spawn(run(roots_rx, preparer, activity, remembered, shutdown)));
+    drop(tokio::spawn(run(
+        roots_rx, preparer, activity, remembered, shutdown,
+    )));
     Watcher { roots: roots_tx }
 }
 
@@ -72,7 +79,14 @@ async fn run(
             None
         }
     };
-    let mut state = State { watcher, roots: BTreeSet::new(), pending: HashMap::new(), remembered, preparer, activity };
+    let mut state = State {
+        watcher,
+        roots: BTreeSet::new(),
+        pending: HashMap::new(),
+        remembered,
+        preparer,
+        activity,
+    };
     for root in load_remembered(&state.remembered) {
         state.add_root(root, false);
     }
@@ -95,6 +109,10 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl State {
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "the root is moved into the set"
+    )]
     fn add_root(&mut self, root: PathBuf, persist: bool) {
         if !root.join(SHARD_DIR).is_dir() && !root.join(".git").exists() {
             return; // Gone since it was remembered.
@@ -144,17 +162,32 @@ impl State {
 
     /// The repository and relative path of a changed file we may care about.
     fn locate(&self, path: &Path) -> Option<(PathBuf, String)> {
-        let root = self.roots.iter().filter(|r| path.starts_with(r)).max_by_key(|r| r.as_os_str().len())?;
+        let root = self
+            .roots
+            .iter()
+            .filter(|r| path.starts_with(r))
+            .max_by_key(|r| r.as_os_str().len())?;
         let rel = path.strip_prefix(root).ok()?.to_str()?.to_owned();
         let name = path.file_name()?.to_str()?;
-        let internal = rel.split('/').any(|part| part == ".git" || part == SHARD_DIR);
-        let ours = rel.ends_with(SUFFIX) || (name.starts_with('.') && name.ends_with(".tmp"));
+        let internal = rel
+            .split('/')
+            .any(|part| part == ".git" || part == SHARD_DIR);
+        let temporary = name.starts_with('.')
+            && std::path::Path::new(name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("tmp"));
+        let ours = rel.ends_with(SUFFIX) || temporary;
         (!internal && !ours && !rel.is_empty()).then(|| (root.clone(), rel))
     }
 
     fn dispatch_due(&mut self) {
         let now = Instant::now();
-        let due: Vec<PathBuf> = self.pending.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
+        let due: Vec<PathBuf> = self
+            .pending
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
         for path in due {
             let _ = self.pending.remove(&path);
             if let Some((root, rel)) = self.locate(&path) {
@@ -184,12 +217,21 @@ fn log_watch_error(root: &Path, error: &notify::Error) {
 
 fn load_remembered(path: &Path) -> Vec<PathBuf> {
     std::fs::read_to_string(path)
-        .map(|text| text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
+        .map(|text| {
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn save_remembered(path: &Path, roots: &BTreeSet<PathBuf>) {
-    let text: String = roots.iter().map(|r| format!("{}\n", r.display())).collect();
+    let text: String = roots.iter().fold(String::new(), |mut text, r| {
+        text.push_str(&r.to_string_lossy());
+        text.push('\n');
+        text
+    });
     if let Err(e) = crate::fsutil::write_atomic(path, text.as_bytes()) {
         tracing::warn!(path = %path.display(), error = %e, "cannot remember watched repositories");
     }

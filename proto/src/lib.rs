@@ -74,10 +74,9 @@ pub fn current_uid() -> u32 {
 }
 
 fn sibling(socket: &Path, extension: &str) -> PathBuf {
-    let stem = socket.file_stem().map_or_else(
-        || "shardd".to_owned(),
-        |s| s.to_string_lossy().into_owned(),
-    );
+    let stem = socket
+        .file_stem()
+        .map_or_else(|| "shardd".to_owned(), |s| s.to_string_lossy().into_owned());
     socket.with_file_name(format!("{stem}.{extension}"))
 }
 
@@ -98,7 +97,10 @@ mod tests {
     #[test]
     fn tmp_dir_is_per_user() {
         let path = default_socket_path(None, Some(Path::new("/var/tmp")));
-        assert_eq!(path, Path::new(&format!("/var/tmp/shardd-{}/shardd.sock", current_uid())));
+        assert_eq!(
+            path,
+            Path::new(&format!("/var/tmp/shardd-{}/shardd.sock", current_uid()))
+        );
     }
 
     #[test]
@@ -111,7 +113,10 @@ mod tests {
     #[test]
     fn siblings_share_the_socket_directory() {
         let socket = Path::new("/run/user/1/shardd/shardd.sock");
-        assert_eq!(pidfile_path(socket), Path::new("/run/user/1/shardd/shardd.pid"));
+        assert_eq!(
+            pidfile_path(socket),
+            Path::new("/run/user/1/shardd/shardd.pid")
+        );
         assert_eq!(log_path(socket), Path::new("/run/user/1/shardd/shardd.log"));
     }
 }

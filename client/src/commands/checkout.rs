@@ -17,7 +17,13 @@ pub async fn checkout(ctx: &Ctx, args: CheckoutArgs) -> Result<()> {
         force: args.force,
         rev: args.rev.unwrap_or_default(),
     };
-    let stream = ctx.client().await?.checkout(request).await.map_err(status_error)?.into_inner();
+    let stream = ctx
+        .client()
+        .await?
+        .checkout(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let summary = drive(stream).await?;
     if args.json {
         return render::json(&json!({
@@ -28,6 +34,11 @@ pub async fn checkout(ctx: &Ctx, args: CheckoutArgs) -> Result<()> {
     for file in &summary.written {
         say!("checked out {file}");
     }
-    say!("{} file(s) written ({}), {} already up to date", summary.written.len(), size(summary.bytes_written), summary.unchanged);
+    say!(
+        "{} file(s) written ({}), {} already up to date",
+        summary.written.len(),
+        size(summary.bytes_written),
+        summary.unchanged
+    );
     Ok(())
 }

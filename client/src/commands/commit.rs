@@ -17,7 +17,13 @@ pub async fn commit(ctx: &Ctx, args: CommitArgs) -> Result<()> {
         paths: args.paths,
         env: forwarded_env(),
     };
-    let stream = ctx.client().await?.commit(request).await.map_err(status_error)?.into_inner();
+    let stream = ctx
+        .client()
+        .await?
+        .commit(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let summary = drive(stream).await?;
     if args.json {
         let files: Vec<_> = summary
@@ -38,7 +44,14 @@ pub async fn commit(ctx: &Ctx, args: CommitArgs) -> Result<()> {
         }));
     }
     for file in &summary.files {
-        say!("committed {} ({}, {} chunks, {} new) -> {}", file.path, size(file.size), file.chunks, file.new_chunks, file.manifest);
+        say!(
+            "committed {} ({}, {} chunks, {} new) -> {}",
+            file.path,
+            size(file.size),
+            file.chunks,
+            file.new_chunks,
+            file.manifest
+        );
     }
     say!(
         "{} file(s) committed, {} unchanged; chunks: {} new, {} reused; stored {} for {} of new content",

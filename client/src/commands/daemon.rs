@@ -20,8 +20,16 @@ pub async fn daemon(ctx: &Ctx, action: DaemonAction) -> Result<()> {
         DaemonAction::Restart => {
             stop(ctx).await?;
             let mut client = ctx.client().await?;
-            let s = client.daemon_status(shard_proto::DaemonStatusRequest {}).await?.into_inner();
-            say!("shardd {} started (pid {}) on {}", s.version, s.pid, s.socket);
+            let s = client
+                .daemon_status(shard_proto::DaemonStatusRequest {})
+                .await?
+                .into_inner();
+            say!(
+                "shardd {} started (pid {}) on {}",
+                s.version,
+                s.pid,
+                s.socket
+            );
             Ok(())
         }
         DaemonAction::Logs(args) => logs(ctx, args.lines),
@@ -31,9 +39,14 @@ pub async fn daemon(ctx: &Ctx, action: DaemonAction) -> Result<()> {
 async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
     let Some((_, s)) = existing(&ctx.socket).await else {
         if as_json {
-            return render::json(&json!({"running": false, "socket": ctx.socket.display().to_string()}));
+            return render::json(
+                &json!({"running": false, "socket": ctx.socket.display().to_string()}),
+            );
         }
-        say!("shardd is not running (socket {}); any nshard command starts it", ctx.socket.display());
+        say!(
+            "shardd is not running (socket {}); any nshard command starts it",
+            ctx.socket.display()
+        );
         return Ok(());
     };
     if as_json {
@@ -43,8 +56,21 @@ async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
             "uptime_secs": s.uptime_secs, "repositories": s.repositories,
         }));
     }
-    say!("shardd {} running (pid {}, up {}s) on {}", s.version, s.pid, s.uptime_secs, s.socket);
-    say!("started by: {}", if s.auto_spawned { "nshard" } else { "a service manager or by hand" });
+    say!(
+        "shardd {} running (pid {}, up {}s) on {}",
+        s.version,
+        s.pid,
+        s.uptime_secs,
+        s.socket
+    );
+    say!(
+        "started by: {}",
+        if s.auto_spawned {
+            "nshard"
+        } else {
+            "a service manager or by hand"
+        }
+    );
     for repo in &s.repositories {
         say!("serving {repo}");
     }
@@ -65,7 +91,10 @@ async fn stop(ctx: &Ctx) -> Result<()> {
 fn logs(ctx: &Ctx, lines: usize) -> Result<()> {
     let path = shard_proto::log_path(&ctx.socket);
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("no daemon log at {} (a daemon run by a service manager logs to its journal)", path.display())
+        format!(
+            "no daemon log at {} (a daemon run by a service manager logs to its journal)",
+            path.display()
+        )
     })?;
     let all: Vec<&str> = text.lines().collect();
     for line in &all[all.len().saturating_sub(lines)..] {

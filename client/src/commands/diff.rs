@@ -17,8 +17,19 @@ pub async fn diff(ctx: &Ctx, args: DiffArgs) -> Result<()> {
         (None, [rev, rev2]) => (rev.clone(), rev2.clone()),
         _ => (String::new(), String::new()),
     };
-    let request = DiffRequest { cwd: ctx.cwd.clone(), path: args.file, rev, rev2 };
-    let d = ctx.client().await?.diff(request).await.map_err(status_error)?.into_inner();
+    let request = DiffRequest {
+        cwd: ctx.cwd.clone(),
+        path: args.file,
+        rev,
+        rev2,
+    };
+    let d = ctx
+        .client()
+        .await?
+        .diff(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     if args.json {
         return render::json(&json!({
             "path": d.path,
@@ -29,9 +40,27 @@ pub async fn diff(ctx: &Ctx, args: DiffArgs) -> Result<()> {
             "identical": d.identical,
         }));
     }
-    say!("{}: {} -> {}{}", d.path, size(d.size_before), size(d.size_after), if d.identical { " (identical)" } else { "" });
-    say!("  unchanged {:>6} chunks  {}", d.chunks_unchanged, size(d.bytes_unchanged));
-    say!("  added     {:>6} chunks  {}", d.chunks_added, size(d.bytes_added));
-    say!("  removed   {:>6} chunks  {}", d.chunks_removed, size(d.bytes_removed));
+    say!(
+        "{}: {} -> {}{}",
+        d.path,
+        size(d.size_before),
+        size(d.size_after),
+        if d.identical { " (identical)" } else { "" }
+    );
+    say!(
+        "  unchanged {:>6} chunks  {}",
+        d.chunks_unchanged,
+        size(d.bytes_unchanged)
+    );
+    say!(
+        "  added     {:>6} chunks  {}",
+        d.chunks_added,
+        size(d.bytes_added)
+    );
+    say!(
+        "  removed   {:>6} chunks  {}",
+        d.chunks_removed,
+        size(d.bytes_removed)
+    );
     Ok(())
 }

@@ -19,7 +19,13 @@ pub async fn gc(ctx: &Ctx, args: &GcArgs) -> Result<()> {
         evict_pushed: args.evict_pushed,
         env: crate::cli::forwarded_env(),
     };
-    let stream = ctx.client().await?.gc(request).await.map_err(status_error)?.into_inner();
+    let stream = ctx
+        .client()
+        .await?
+        .gc(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let s = drive(stream).await?;
     if args.json {
         return render::json(&json!({
@@ -32,9 +38,21 @@ pub async fn gc(ctx: &Ctx, args: &GcArgs) -> Result<()> {
         for id in &s.deleted {
             say!("would delete {id}");
         }
-        say!("would delete {} chunk(s), freeing {}; {} kept for {} manifest(s)", s.deleted_chunks, size(s.freed_bytes), s.kept_chunks, s.manifests);
+        say!(
+            "would delete {} chunk(s), freeing {}; {} kept for {} manifest(s)",
+            s.deleted_chunks,
+            size(s.freed_bytes),
+            s.kept_chunks,
+            s.manifests
+        );
     } else {
-        say!("deleted {} chunk(s), freed {}; {} kept for {} manifest(s)", s.deleted_chunks, size(s.freed_bytes), s.kept_chunks, s.manifests);
+        say!(
+            "deleted {} chunk(s), freed {}; {} kept for {} manifest(s)",
+            s.deleted_chunks,
+            size(s.freed_bytes),
+            s.kept_chunks,
+            s.manifests
+        );
     }
     Ok(())
 }

@@ -11,8 +11,17 @@ use crate::say;
 
 /// Prints every version of a file in Git history, newest first.
 pub async fn log(ctx: &Ctx, args: LogArgs) -> Result<()> {
-    let request = LogRequest { cwd: ctx.cwd.clone(), path: args.file.clone() };
-    let response = ctx.client().await?.log(request).await.map_err(status_error)?.into_inner();
+    let request = LogRequest {
+        cwd: ctx.cwd.clone(),
+        path: args.file.clone(),
+    };
+    let response = ctx
+        .client()
+        .await?
+        .log(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     if args.json {
         let entries: Vec<_> = response
             .entries
@@ -37,7 +46,11 @@ pub async fn log(ctx: &Ctx, args: LogArgs) -> Result<()> {
             e.chunks,
             size(e.new_bytes),
             e.subject,
-            if e.path == args.file { String::new() } else { format!("  ({})", e.path) }
+            if e.path == args.file {
+                String::new()
+            } else {
+                format!("  ({})", e.path)
+            }
         );
     }
     Ok(())

@@ -30,13 +30,17 @@ pub async fn hook(ctx: &Ctx, args: HookArgs) -> Result<()> {
 
 async fn pre_push(ctx: &Ctx, args: &[String]) -> Result<()> {
     let mut input = String::new();
-    let _ = std::io::stdin().read_to_string(&mut input).context("cannot read the hook's input")?;
+    let _ = std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the hook's input")?;
     let remote_name = args.first().cloned().unwrap_or_default();
     let mut revisions = Vec::new();
     let mut new_branch = false;
     for line in input.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [_, local_sha, _, remote_sha] = fields.as_slice() else { continue };
+        let [_, local_sha, _, remote_sha] = fields.as_slice() else {
+            continue;
+        };
         if local_sha.bytes().all(|b| b == b'0') {
             continue; // Deleting a branch pushes no data.
         }
@@ -53,18 +57,34 @@ async fn pre_push(ctx: &Ctx, args: &[String]) -> Result<()> {
     if new_branch && !remote_name.is_empty() {
         revisions.extend(["--not".to_owned(), format!("--remotes={remote_name}")]);
     }
-    let request = PushRequest { cwd: ctx.cwd.clone(), revisions, env: forwarded_env(), ..PushRequest::default() };
+    let request = PushRequest {
+        cwd: ctx.cwd.clone(),
+        revisions,
+        env: forwarded_env(),
+        ..PushRequest::default()
+    };
     let result = async {
-        let stream = ctx.client().await?.push(request).await.map_err(status_error)?.into_inner();
+        let stream = ctx
+            .client()
+            .await?
+            .push(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
         drive(stream).await
     }
     .await;
     match result {
         Ok(s) => {
-            eprintln!("nshard: uploaded {} chunk(s) to {} ({} already there)", s.chunks_transferred, s.remote, s.chunks_present);
+            eprintln!(
+                "nshard: uploaded {} chunk(s) to {} ({} already there)",
+                s.chunks_transferred, s.remote, s.chunks_present
+            );
             Ok(())
         }
-        Err(e) => Err(e.context("the chunks this push needs could not be uploaded, so the push was stopped")),
+        Err(e) => Err(
+            e.context("the chunks this push needs could not be uploaded, so the push was stopped")
+        ),
     }
 }
 
@@ -77,7 +97,13 @@ async fn pull_changed(ctx: &Ctx, old: &str, new: &str) -> Result<()> {
         ..PullRequest::default()
     };
     let result = async {
-        let stream = ctx.client().await?.pull(request).await.map_err(status_error)?.into_inner();
+        let stream = ctx
+            .client()
+            .await?
+            .pull(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
         drive(stream).await
     }
     .await;
@@ -85,11 +111,16 @@ async fn pull_changed(ctx: &Ctx, old: &str, new: &str) -> Result<()> {
         Ok(s) => {
             let written = s.checkout.map_or(0, |c| c.written.len());
             if written > 0 || s.chunks_transferred > 0 {
-                eprintln!("nshard: pulled {} chunk(s), checked out {written} file(s)", s.chunks_transferred);
+                eprintln!(
+                    "nshard: pulled {} chunk(s), checked out {written} file(s)",
+                    s.chunks_transferred
+                );
             }
         }
         // Git has already moved; failing the hook would not undo that. Say what to do instead.
-        Err(e) => eprintln!("nshard: could not update model files after checkout: {e:#} (run `nshard pull`)"),
+        Err(e) => eprintln!(
+            "nshard: could not update model files after checkout: {e:#} (run `nshard pull`)"
+        ),
     }
     Ok(())
 }

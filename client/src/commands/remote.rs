@@ -13,21 +13,45 @@ use crate::say;
 pub async fn remote(ctx: &Ctx, action: RemoteAction) -> Result<()> {
     let mut client = ctx.client().await?;
     match action {
-        RemoteAction::Add { name, url, default, shared } => {
-            let request = RemoteAddRequest { cwd: ctx.cwd.clone(), name, url, make_default: default, shared };
-            let added = client.remote_add(request).await.map_err(status_error)?.into_inner();
+        RemoteAction::Add {
+            name,
+            url,
+            default,
+            shared,
+        } => {
+            let request = RemoteAddRequest {
+                cwd: ctx.cwd.clone(),
+                name,
+                url,
+                make_default: default,
+                shared,
+            };
+            let added = client
+                .remote_add(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             if let Some(r) = added.remote {
                 say!("added remote {} -> {} ({})", r.name, r.url, r.source);
             }
         }
         RemoteAction::Remove { name } => {
-            let request = RemoteRemoveRequest { cwd: ctx.cwd.clone(), name: name.clone() };
+            let request = RemoteRemoveRequest {
+                cwd: ctx.cwd.clone(),
+                name: name.clone(),
+            };
             let _ = client.remote_remove(request).await.map_err(status_error)?;
             say!("removed remote {name}");
         }
         RemoteAction::List(args) => {
-            let request = RemoteListRequest { cwd: ctx.cwd.clone() };
-            let list = client.remote_list(request).await.map_err(status_error)?.into_inner();
+            let request = RemoteListRequest {
+                cwd: ctx.cwd.clone(),
+            };
+            let list = client
+                .remote_list(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             if args.json {
                 let remotes: Vec<_> = list
                     .remotes

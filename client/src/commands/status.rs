@@ -25,8 +25,16 @@ fn state_name(state: FileState) -> &'static str {
 
 /// Prints the state of every tracked file.
 pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
-    let request = StatusRequest { cwd: ctx.cwd.clone() };
-    let response = ctx.client().await?.status(request).await.map_err(status_error)?.into_inner();
+    let request = StatusRequest {
+        cwd: ctx.cwd.clone(),
+    };
+    let response = ctx
+        .client()
+        .await?
+        .status(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     if as_json {
         let files: Vec<_> = response
             .files
@@ -45,11 +53,18 @@ pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
     }
     for file in &response.files {
         let note = if file.missing_chunks > 0 {
-            format!("  ({} of {} chunks not stored locally: run `nshard pull`)", file.missing_chunks, file.chunks)
+            format!(
+                "  ({} of {} chunks not stored locally: run `nshard pull`)",
+                file.missing_chunks, file.chunks
+            )
         } else {
             String::new()
         };
-        let busy = if file.activity.is_empty() { String::new() } else { format!("  [{}]", file.activity) };
+        let busy = if file.activity.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", file.activity)
+        };
         say!("{:>9}  {}{busy}{note}", state_name(file.state()), file.path);
     }
     Ok(())

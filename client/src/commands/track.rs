@@ -9,8 +9,17 @@ use crate::say;
 
 /// Adds patterns.
 pub async fn track(ctx: &Ctx, patterns: Vec<String>) -> Result<()> {
-    let request = TrackRequest { cwd: ctx.cwd.clone(), patterns };
-    let response = ctx.client().await?.track(request).await.map_err(status_error)?.into_inner();
+    let request = TrackRequest {
+        cwd: ctx.cwd.clone(),
+        patterns,
+    };
+    let response = ctx
+        .client()
+        .await?
+        .track(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     for pattern in &response.added {
         say!("Tracking {pattern}");
     }
@@ -23,8 +32,17 @@ pub async fn track(ctx: &Ctx, patterns: Vec<String>) -> Result<()> {
 
 /// Removes patterns.
 pub async fn untrack(ctx: &Ctx, patterns: Vec<String>) -> Result<()> {
-    let request = UntrackRequest { cwd: ctx.cwd.clone(), patterns };
-    let response = ctx.client().await?.untrack(request).await.map_err(status_error)?.into_inner();
+    let request = UntrackRequest {
+        cwd: ctx.cwd.clone(),
+        patterns,
+    };
+    let response = ctx
+        .client()
+        .await?
+        .untrack(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     for pattern in &response.removed {
         say!("No longer tracking {pattern}");
     }

@@ -16,8 +16,7 @@ fn summary_json(s: &TransferSummary) -> serde_json::Value {
         "chunks_present": s.chunks_present,
     });
     if let Some(c) = &s.checkout {
-        value["checkout"] =
-            json!({"written": c.written, "unchanged": c.unchanged, "bytes_written": c.bytes_written});
+        value["checkout"] = json!({"written": c.written, "unchanged": c.unchanged, "bytes_written": c.bytes_written});
     }
     value
 }
@@ -32,7 +31,13 @@ pub async fn push(ctx: &Ctx, args: PushArgs) -> Result<()> {
         jobs: args.jobs,
         revisions: Vec::new(),
     };
-    let stream = ctx.client().await?.push(request).await.map_err(status_error)?.into_inner();
+    let stream = ctx
+        .client()
+        .await?
+        .push(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let s = drive(stream).await?;
     if args.json {
         return render::json(&summary_json(&s));
@@ -59,7 +64,13 @@ pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
         force: args.force,
         changed: Vec::new(),
     };
-    let stream = ctx.client().await?.pull(request).await.map_err(status_error)?.into_inner();
+    let stream = ctx
+        .client()
+        .await?
+        .pull(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let s = drive(stream).await?;
     if args.json {
         return render::json(&summary_json(&s));
@@ -75,7 +86,11 @@ pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
         for file in &c.written {
             say!("checked out {file}");
         }
-        say!("{} file(s) written, {} already up to date", c.written.len(), c.unchanged);
+        say!(
+            "{} file(s) written, {} already up to date",
+            c.written.len(),
+            c.unchanged
+        );
     }
     Ok(())
 }

@@ -17,7 +17,13 @@ pub async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
         all: args.all,
         env: forwarded_env(),
     };
-    let stream = ctx.client().await?.verify(request).await.map_err(status_error)?.into_inner();
+    let stream = ctx
+        .client()
+        .await?
+        .verify(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let s = drive(stream).await?;
     if args.json {
         let problems: Vec<_> = s
@@ -25,13 +31,27 @@ pub async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
             .iter()
             .map(|p| json!({"kind": p.kind, "chunk": p.chunk, "files": p.files, "hint": p.hint}))
             .collect();
-        render::json(&json!({"location": s.location, "chunks_checked": s.chunks_checked,
-                             "manifests": s.manifests, "problems": problems}))?;
+        render::json(
+            &json!({"location": s.location, "chunks_checked": s.chunks_checked,
+                             "manifests": s.manifests, "problems": problems}),
+        )?;
     } else {
         for p in &s.problems {
-            say!("{} chunk {} (needed by {}): {}", p.kind, p.chunk, p.files.join(", "), p.hint);
+            say!(
+                "{} chunk {} (needed by {}): {}",
+                p.kind,
+                p.chunk,
+                p.files.join(", "),
+                p.hint
+            );
         }
-        say!("checked {} chunk(s) in {} for {} manifest(s): {} problem(s)", s.chunks_checked, s.location, s.manifests, s.problems.len());
+        say!(
+            "checked {} chunk(s) in {} for {} manifest(s): {} problem(s)",
+            s.chunks_checked,
+            s.location,
+            s.manifests,
+            s.problems.len()
+        );
     }
     if !s.problems.is_empty() {
         bail!("verification found {} problem(s)", s.problems.len());

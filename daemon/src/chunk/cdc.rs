@@ -58,7 +58,9 @@ pub enum Error {
     #[error("block size {0} is out of range: fixed blocks are between 64 KiB and 16 MiB")]
     BlockOutOfRange(u32),
     /// Inconsistent bounds (for example from a hand-edited config).
-    #[error("chunking bounds {min}/{avg}/{max} are invalid: need 64 <= min <= avg <= max <= 16 MiB")]
+    #[error(
+        "chunking bounds {min}/{avg}/{max} are invalid: need 64 <= min <= avg <= max <= 16 MiB"
+    )]
     Bounds {
         /// Minimum.
         min: u32,
@@ -82,7 +84,12 @@ impl Chunking {
         if !(MIN_AVG_BYTES..=fastcdc::v2020::AVERAGE_MAX).contains(&avg) {
             return Err(Error::AvgOutOfRange(avg));
         }
-        Ok(Self { algorithm: Algorithm::Fastcdc, min_size: avg / 4, avg_size: avg, max_size: avg * 4 })
+        Ok(Self {
+            algorithm: Algorithm::Fastcdc,
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg * 4,
+        })
     }
 
     /// Fixed blocks of `size` bytes.
@@ -90,12 +97,22 @@ impl Chunking {
         if !(MIN_AVG_BYTES..=MAX_CHUNK_BYTES).contains(&size) {
             return Err(Error::BlockOutOfRange(size));
         }
-        Ok(Self { algorithm: Algorithm::Fixed, min_size: size, avg_size: size, max_size: size })
+        Ok(Self {
+            algorithm: Algorithm::Fixed,
+            min_size: size,
+            avg_size: size,
+            max_size: size,
+        })
     }
 
     /// Checks bounds read from a file before they reach the chunker (which would panic).
     pub fn validate(&self) -> Result<(), Error> {
-        let Self { min_size: min, avg_size: avg, max_size: max, .. } = *self;
+        let Self {
+            min_size: min,
+            avg_size: avg,
+            max_size: max,
+            ..
+        } = *self;
         let ordered = 64 <= min && min <= avg && avg <= max && max <= MAX_CHUNK_BYTES;
         let fastcdc_ok = match self.algorithm {
             Algorithm::Fixed => min == avg && avg == max,
@@ -105,7 +122,11 @@ impl Chunking {
                     && max >= fastcdc::v2020::MAXIMUM_MIN
             }
         };
-        if ordered && fastcdc_ok { Ok(()) } else { Err(Error::Bounds { min, avg, max }) }
+        if ordered && fastcdc_ok {
+            Ok(())
+        } else {
+            Err(Error::Bounds { min, avg, max })
+        }
     }
 
     /// Cuts `reader` into chunks. Each item holds the chunk's offset and bytes; the chunks tile
@@ -118,9 +139,16 @@ impl Chunking {
                 self.avg_size,
                 self.max_size,
             ))),
-            Algorithm::Fixed => Inner::Fixed { reader, size: self.avg_size as usize },
+            Algorithm::Fixed => Inner::Fixed {
+                reader,
+                size: self.avg_size as usize,
+            },
         };
-        Chunks { inner, offset: 0, done: false }
+        Chunks {
+            inner,
+            offset: 0,
+            done: false,
+        }
     }
 }
 
@@ -140,9 +168,9 @@ impl fmt::Display for Chunking {
 }
 
 fn human_size(bytes: u32) -> String {
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
-    } else if bytes % 1024 == 0 {
+    } else if bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} B")
@@ -188,7 +216,10 @@ impl<R: Read> Iterator for Chunks<R> {
         };
         match next {
             Ok(Some(data)) => {
-                let piece = Piece { offset: self.offset, data };
+                let piece = Piece {
+                    offset: self.offset,
+                    data,
+                };
                 self.offset += piece.data.len() as u64;
                 Some(Ok(piece))
             }
@@ -218,11 +249,19 @@ mod tests {
 
     /// Small bounds so property tests see many chunks in little data.
     fn small() -> Chunking {
-        Chunking { algorithm: Algorithm::Fastcdc, min_size: 256, avg_size: 1024, max_size: 4096 }
+        Chunking {
+            algorithm: Algorithm::Fastcdc,
+            min_size: 256,
+            avg_size: 1024,
+            max_size: 4096,
+        }
     }
 
     fn cut(chunking: &Chunking, data: &[u8]) -> Vec<Piece> {
-        chunking.split(data).collect::<io::Result<_>>().expect("reading a slice cannot fail")
+        chunking
+            .split(data)
+            .collect::<io::Result<_>>()
+            .expect("reading a slice cannot fail")
     }
 
     /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -241,16 +280,25 @@ mod tests {
     #[test]
     fn defaults_match_the_design() {
         let c = Chunking::default();
-        assert_eq!((c.min_size, c.avg_size, c.max_size), (MIB, 4 * MIB, 16 * MIB));
+        assert_eq!(
+            (c.min_size, c.avg_size, c.max_size),
+            (MIB, 4 * MIB, 16 * MIB)
+        );
         assert_eq!(c.to_string(), "fastcdc 1 MiB / 4 MiB / 16 MiB");
         c.validate().expect("defaults are valid");
     }
 
     #[test]
     fn rejects_out_of_range_sizes() {
-        assert_eq!(Chunking::fastcdc(8 * MIB), Err(Error::AvgOutOfRange(8 * MIB)));
+        assert_eq!(
+            Chunking::fastcdc(8 * MIB),
+            Err(Error::AvgOutOfRange(8 * MIB))
+        );
         assert!(Chunking::fixed(32 * MIB).is_err());
-        let broken = Chunking { min_size: 10, ..Chunking::default() };
+        let broken = Chunking {
+            min_size: 10,
+            ..Chunking::default()
+        };
         assert!(broken.validate().is_err());
     }
 
@@ -316,7 +364,11 @@ mod tests {
             let after: Vec<Vec<u8>> = cut(&c, &edited).into_iter().map(|p| p.data).collect();
             let horizon = (at + 4 * c.max_size as usize) as u64;
             for piece in cut(&c, &data).into_iter().filter(|p| p.offset >= horizon) {
-                assert!(after.contains(&piece.data), "seed {seed}: chunk at {} changed", piece.offset);
+                assert!(
+                    after.contains(&piece.data),
+                    "seed {seed}: chunk at {} changed",
+                    piece.offset
+                );
             }
         }
     }

@@ -24,7 +24,8 @@ const WORTHWHILE_RATIO: f64 = 0.97;
 
 /// Largest object accepted for decoding: a maximum-size chunk that did not compress, plus the
 /// worst-case zstd framing overhead.
-pub const MAX_OBJECT_BYTES: usize = MAX_CHUNK_BYTES as usize + MAX_CHUNK_BYTES as usize / 128 + 1024;
+pub const MAX_OBJECT_BYTES: usize =
+    MAX_CHUNK_BYTES as usize + MAX_CHUNK_BYTES as usize / 128 + 1024;
 
 /// Why a stored object could not be turned back into its chunk.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +56,11 @@ pub fn encode(data: &[u8]) -> io::Result<Vec<u8>> {
         return Ok(data.to_vec());
     }
     let frame = zstd::bulk::compress(data, LEVEL)?;
-    Ok(if must_frame || frame.len() < data.len() { frame } else { data.to_vec() })
+    Ok(if must_frame || frame.len() < data.len() {
+        frame
+    } else {
+        data.to_vec()
+    })
 }
 
 /// Encodes a chunk without compressing it (when it may be stored raw), for writes on the
@@ -64,7 +69,11 @@ pub fn encode(data: &[u8]) -> io::Result<Vec<u8>> {
 /// # Errors
 /// Only when zstd cannot allocate its context.
 pub fn encode_raw(data: &[u8]) -> io::Result<Vec<u8>> {
-    if data.starts_with(&ZSTD_MAGIC) { encode(data) } else { Ok(data.to_vec()) }
+    if data.starts_with(&ZSTD_MAGIC) {
+        encode(data)
+    } else {
+        Ok(data.to_vec())
+    }
 }
 
 /// True for an object stored uncompressed.
@@ -91,7 +100,14 @@ pub fn decode(object: &[u8]) -> Result<Vec<u8>, Error> {
 pub fn decode_verified(object: &[u8], expected: &ChunkHash) -> Result<Vec<u8>, Error> {
     let data = decode(object)?;
     let actual = ChunkHash::of(&data);
-    if actual == *expected { Ok(data) } else { Err(Error::Mismatch { expected: *expected, actual }) }
+    if actual == *expected {
+        Ok(data)
+    } else {
+        Err(Error::Mismatch {
+            expected: *expected,
+            actual,
+        })
+    }
 }
 
 /// Compresses a sample from the middle of the chunk; weights that do not compress are detected

@@ -39,8 +39,10 @@ pub fn checkout(
     reporter: &mut Reporter,
 ) -> Result<CheckoutReport> {
     // Validate every manifest before writing anything.
-    let manifests: Vec<(String, Manifest)> =
-        files.iter().map(|f| Ok((f.clone(), repo.read_manifest(f)?))).collect::<Result<_>>()?;
+    let manifests: Vec<(String, Manifest)> = files
+        .iter()
+        .map(|f| Ok((f.clone(), repo.read_manifest(f)?)))
+        .collect::<Result<_>>()?;
     checkout_manifests(repo, index, &manifests, force, reporter)
 }
 
@@ -65,8 +67,15 @@ pub fn checkout_manifests(
                 return Err(Error::WouldOverwrite { path: file.clone() });
             }
         }
-        if let Some(chunk) = manifest.chunks.iter().find(|c| !repo.store.contains(&c.sha256)) {
-            return Err(Error::ChunkMissing { hash: chunk.sha256, file: file.clone() });
+        if let Some(chunk) = manifest
+            .chunks
+            .iter()
+            .find(|c| !repo.store.contains(&c.sha256))
+        {
+            return Err(Error::ChunkMissing {
+                hash: chunk.sha256,
+                file: file.clone(),
+            });
         }
         ensure_parent_inside(repo, &path)?;
         write_file(repo, file, manifest, &path, reporter)?;
@@ -88,8 +97,13 @@ pub fn all_files(repo: &Repo) -> Result<Vec<String>> {
 
 /// True when every chunk of the working file is in the store, so overwriting it loses nothing.
 fn content_is_stored(repo: &Repo, file: &str) -> Result<bool> {
-    let hashed =
-        hash_file(&repo.abs(file), file, &repo.config.chunking, Storing::Nothing, &mut Reporter::silent())?;
+    let hashed = hash_file(
+        &repo.abs(file),
+        file,
+        &repo.config.chunking,
+        Storing::Nothing,
+        &mut Reporter::silent(),
+    )?;
     Ok(hashed.chunks.iter().all(|c| repo.store.contains(&c.sha256)))
 }
 
@@ -102,7 +116,10 @@ fn ensure_parent_inside(repo: &Repo, path: &Path) -> Result<()> {
     if real.starts_with(&repo.root) {
         Ok(())
     } else {
-        Err(Error::OutsideRepository { path: real, root: repo.root.clone() })
+        Err(Error::OutsideRepository {
+            path: real,
+            root: repo.root.clone(),
+        })
     }
 }
 
@@ -128,7 +145,9 @@ fn write_file(
         out.flush().map_err(|e| with_path(e, path))?;
     }
     if ChunkHash::from_hasher(whole) != manifest.sha256 {
-        return Err(Error::FileDigestMismatch { file: file.to_owned() });
+        return Err(Error::FileDigestMismatch {
+            file: file.to_owned(),
+        });
     }
     persist(tmp, path)?;
     Ok(())
@@ -136,12 +155,15 @@ fn write_file(
 
 fn read_chunk(repo: &Repo, hash: &ChunkHash, file: &str) -> Result<Vec<u8>> {
     repo.store.read_chunk(hash).map_err(|e| match e {
-        store::Error::NotFound(hash) => Error::ChunkMissing { hash, file: file.to_owned() },
+        store::Error::NotFound(hash) => Error::ChunkMissing {
+            hash,
+            file: file.to_owned(),
+        },
         store::Error::Corrupt { hash, .. } => Error::ChunkCorrupt {
             hash,
             file: file.to_owned(),
             object: repo.store.object_path(&hash),
         },
-        other => other.into(),
+        store::Error::Io(e) => e.into(),
     })
 }

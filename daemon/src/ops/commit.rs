@@ -55,13 +55,20 @@ pub fn commit(
     let candidates = select(repo, &options.paths)?;
     let mut report = CommitReport::default();
     for file in candidates {
-        let previous = if repo.has_manifest(&file) { Some(repo.read_manifest(&file)?) } else { None };
+        let previous = if repo.has_manifest(&file) {
+            Some(repo.read_manifest(&file)?)
+        } else {
+            None
+        };
         let path = repo.abs(&file);
         let stamp = FileStamp::read(&path)?;
         if let Some(previous) = &previous {
             let same_size = stamp.size == previous.size;
             if same_size && index.known_hash(&file, &stamp) == Some(previous.sha256) {
-                let present = previous.chunks.iter().all(|c| repo.store.contains(&c.sha256));
+                let present = previous
+                    .chunks
+                    .iter()
+                    .all(|c| repo.store.contains(&c.sha256));
                 if present {
                     report.unchanged += 1;
                     report.reused_chunks += previous.chunks.len() as u64;
@@ -71,9 +78,19 @@ pub fn commit(
         }
         let hashed = match prepared(repo, index, &file, &stamp) {
             Some(hashed) => hashed,
-            None => hash_file(&path, &file, &repo.config.chunking, Storing::Deferred(&repo.store), reporter)?,
+            None => hash_file(
+                &path,
+                &file,
+                &repo.config.chunking,
+                Storing::Deferred(&repo.store),
+                reporter,
+            )?,
         };
-        index.record(&file, &hashed.stamp.expect("set after hashing"), &hashed.digest())?;
+        index.record(
+            &file,
+            &hashed.stamp.expect("set after hashing"),
+            &hashed.digest(),
+        )?;
         index.defer_compression(&hashed.deferred)?;
         report.new_chunks += hashed.new_chunks;
         report.reused_chunks += hashed.chunks.len() as u64 - hashed.new_chunks;
@@ -89,13 +106,22 @@ pub fn commit(
             created_at: options.created_at.clone(),
             chunks: hashed.chunks,
         };
-        if previous.as_ref().is_some_and(|p| p.same_content(&manifest) && p.path == file) {
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.same_content(&manifest) && p.path == file)
+        {
             report.unchanged += 1;
             continue;
         }
-        write_atomic(&repo.abs(&format!("{file}{}", manifest::SUFFIX)), manifest.to_json().as_bytes())?;
+        write_atomic(
+            &repo.abs(&format!("{file}{}", manifest::SUFFIX)),
+            manifest.to_json().as_bytes(),
+        )?;
         index.forget_prepared(&file)?;
-        report.committed.push(Committed { manifest, new_chunks: hashed.new_chunks });
+        report.committed.push(Committed {
+            manifest,
+            new_chunks: hashed.new_chunks,
+        });
     }
     Ok(report)
 }
@@ -123,16 +149,21 @@ fn prepared(repo: &Repo, index: &Index, file: &str, stamp: &FileStamp) -> Option
 fn select(repo: &Repo, paths: &[String]) -> Result<Vec<String>> {
     let tracked = repo.tracked()?;
     if paths.is_empty() {
-        return Ok(tracked.into_iter().filter(|t| t.exists).map(|t| t.path).collect());
+        return Ok(tracked
+            .into_iter()
+            .filter(|t| t.exists)
+            .map(|t| t.path)
+            .collect());
     }
     let mut out = Vec::new();
     for path in paths {
         let found = tracked.iter().find(|t| &t.path == path);
         match found {
             Some(t) if t.exists => out.push(t.path.clone()),
-            Some(_) => return Err(Error::PathNotFound { path: path.clone() }),
-            None if repo.abs(path).is_file() => return Err(Error::NotTracked { path: path.clone() }),
-            None => return Err(Error::PathNotFound { path: path.clone() }),
+            None if repo.abs(path).is_file() => {
+                return Err(Error::NotTracked { path: path.clone() });
+            }
+            Some(_) | None => return Err(Error::PathNotFound { path: path.clone() }),
         }
     }
     Ok(out)

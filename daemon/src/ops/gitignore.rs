@@ -75,12 +75,12 @@ fn splice(existing: &str, entries: &[String]) -> String {
     }
     block.push_str(END);
     block.push('\n');
-    if let (Some(start), Some(end)) = (existing.find(BEGIN), existing.find(END)) {
-        if start < end {
-            let after = &existing[end + END.len()..];
-            let after = after.strip_prefix('\n').unwrap_or(after);
-            return format!("{}{block}{after}", &existing[..start]);
-        }
+    if let (Some(start), Some(end)) = (existing.find(BEGIN), existing.find(END))
+        && start < end
+    {
+        let after = &existing[end + END.len()..];
+        let after = after.strip_prefix('\n').unwrap_or(after);
+        return format!("{}{block}{after}", &existing[..start]);
     }
     let mut text = existing.to_owned();
     if !text.is_empty() && !text.ends_with('\n') {
@@ -98,7 +98,10 @@ mod tests {
     fn splice_keeps_user_lines_and_replaces_the_block() {
         let first = splice("target/\n", &["/.shard/".into()]);
         assert!(first.starts_with("target/\n# >>> neuroshard"));
-        let second = splice(&format!("{first}*.log\n"), &["/.shard/".into(), "/a.bin".into()]);
+        let second = splice(
+            &format!("{first}*.log\n"),
+            &["/.shard/".into(), "/a.bin".into()],
+        );
         assert_eq!(second.matches(BEGIN).count(), 1);
         assert!(second.contains("/a.bin\n"));
         assert!(second.ends_with("*.log\n"));

@@ -49,8 +49,10 @@ impl RepoConfig {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e.into()),
         };
-        let config: Self =
-            toml::from_str(&text).map_err(|source| Error::Config { path: path.into(), source })?;
+        let config: Self = toml::from_str(&text).map_err(|source| Error::Config {
+            path: path.into(),
+            source,
+        })?;
         config.chunking.validate()?;
         Ok(config)
     }
@@ -71,9 +73,13 @@ mod tests {
     fn toml_round_trip() {
         let mut config = RepoConfig::default();
         config.track.patterns.push("models/*.bin".into());
-        let _ = config
-            .remotes
-            .insert("origin".into(), RemoteEntry { url: "http://x".into(), default: true });
+        let _ = config.remotes.insert(
+            "origin".into(),
+            RemoteEntry {
+                url: "http://x".into(),
+                default: true,
+            },
+        );
         let text = toml::to_string_pretty(&config).expect("serialize");
         assert_eq!(toml::from_str::<RepoConfig>(&text).expect("parse"), config);
     }

@@ -62,11 +62,21 @@ impl Repo {
             .config
             .remotes
             .iter()
-            .map(|(name, e)| NamedRemote { name: name.clone(), url: e.url.clone(), default: e.default, shared: false })
+            .map(|(name, e)| NamedRemote {
+                name: name.clone(),
+                url: e.url.clone(),
+                default: e.default,
+                shared: false,
+            })
             .collect();
         for (name, e) in shared.remotes {
             if !out.iter().any(|r| r.name == name) {
-                out.push(NamedRemote { name, url: e.url, default: e.default, shared: true });
+                out.push(NamedRemote {
+                    name,
+                    url: e.url,
+                    default: e.default,
+                    shared: true,
+                });
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -84,8 +94,16 @@ impl Repo {
                 .filter(|r| r.default)
                 .min_by_key(|r| r.shared)
                 .or_else(|| remotes.iter().find(|r| r.name == "origin"))
-                .or_else(|| if remotes.len() == 1 { remotes.first() } else { None });
-            return pick.map(|r| r.url.clone()).ok_or(Error::NoDefaultRemote { count: remotes.len() });
+                .or_else(|| {
+                    if remotes.len() == 1 {
+                        remotes.first()
+                    } else {
+                        None
+                    }
+                });
+            return pick.map(|r| r.url.clone()).ok_or(Error::NoDefaultRemote {
+                count: remotes.len(),
+            });
         }
         if let Some(remote) = remotes.iter().find(|r| r.name == arg) {
             return Ok(remote.url.clone());
@@ -94,20 +112,42 @@ impl Repo {
         if looks_like_location {
             Ok(arg.to_owned())
         } else {
-            Err(Error::UnknownRemote { name: arg.to_owned() })
+            Err(Error::UnknownRemote {
+                name: arg.to_owned(),
+            })
         }
     }
 
     /// Adds a remote to this clone's config (or, with `shared`, to `.shardconfig`).
-    pub fn add_remote(&mut self, name: &str, url: &str, default: bool, shared: bool) -> Result<NamedRemote> {
-        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    pub fn add_remote(
+        &mut self,
+        name: &str,
+        url: &str,
+        default: bool,
+        shared: bool,
+    ) -> Result<NamedRemote> {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !valid || name.contains("..") {
-            return Err(Error::BadRemoteName { name: name.to_owned() });
+            return Err(Error::BadRemoteName {
+                name: name.to_owned(),
+            });
         }
-        if self.remotes()?.iter().any(|r| r.name == name && r.shared == shared) {
-            return Err(Error::RemoteExists { name: name.to_owned() });
+        if self
+            .remotes()?
+            .iter()
+            .any(|r| r.name == name && r.shared == shared)
+        {
+            return Err(Error::RemoteExists {
+                name: name.to_owned(),
+            });
         }
-        let entry = RemoteEntry { url: url.to_owned(), default };
+        let entry = RemoteEntry {
+            url: url.to_owned(),
+            default,
+        };
         if shared {
             let mut config = SharedConfig::load(&self.root)?;
             clear_default(&mut config.remotes, default);
@@ -118,7 +158,12 @@ impl Repo {
             let _ = self.config.remotes.insert(name.to_owned(), entry);
             self.save_config()?;
         }
-        Ok(NamedRemote { name: name.to_owned(), url: url.to_owned(), default, shared })
+        Ok(NamedRemote {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            default,
+            shared,
+        })
     }
 
     /// Removes a remote from this clone's config, else from `.shardconfig`.
@@ -130,13 +175,17 @@ impl Repo {
         if shared.remotes.remove(name).is_some() {
             return shared.save(&self.root);
         }
-        Err(Error::UnknownRemote { name: name.to_owned() })
+        Err(Error::UnknownRemote {
+            name: name.to_owned(),
+        })
     }
 }
 
 /// A new default unmarks the old one.
 fn clear_default(remotes: &mut std::collections::BTreeMap<String, RemoteEntry>, new_default: bool) {
     if new_default {
-        remotes.values_mut().for_each(|r| r.default = false);
+        for remote in remotes.values_mut() {
+            remote.default = false;
+        }
     }
 }

@@ -29,8 +29,10 @@ impl Repo {
     /// Every tracked file, sorted by path.
     pub fn tracked(&self) -> Result<Vec<Tracked>> {
         let patterns = self.patterns()?;
-        let (manifests, files): (Vec<String>, Vec<String>) =
-            self.walk_files()?.into_iter().partition(|p| p.ends_with(manifest::SUFFIX));
+        let (manifests, files): (Vec<String>, Vec<String>) = self
+            .walk_files()?
+            .into_iter()
+            .partition(|p| p.ends_with(manifest::SUFFIX));
         let committed: BTreeSet<String> = manifests
             .iter()
             .filter_map(|m| m.strip_suffix(manifest::SUFFIX).map(str::to_owned))
@@ -39,7 +41,11 @@ impl Repo {
         for path in files {
             let has_manifest = committed.contains(&path);
             if has_manifest || patterns.is_match(&path) {
-                let tracked = Tracked { path: path.clone(), exists: true, has_manifest };
+                let tracked = Tracked {
+                    path: path.clone(),
+                    exists: true,
+                    has_manifest,
+                };
                 let _ = out.insert(path, tracked);
             }
         }
@@ -55,7 +61,11 @@ impl Repo {
 
     /// Repository-relative paths of every manifest in the working tree, sorted.
     pub fn manifests(&self) -> Result<Vec<String>> {
-        Ok(self.walk_files()?.into_iter().filter(|p| p.ends_with(manifest::SUFFIX)).collect())
+        Ok(self
+            .walk_files()?
+            .into_iter()
+            .filter(|p| p.ends_with(manifest::SUFFIX))
+            .collect())
     }
 
     /// Every regular file below the root (not following symlinks), skipping `.git` and
@@ -72,7 +82,12 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         // A directory removed or made unreadable mid-walk holds nothing we can track.
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -82,7 +97,11 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue; // Non-UTF-8 names cannot appear in a manifest's `path`.
         };
-        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
         let file_type = entry.file_type()?;
         if file_type.is_dir() {
             if !SKIPPED_DIRS.contains(&name.as_str()) {

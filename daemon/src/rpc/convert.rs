@@ -2,14 +2,14 @@
 
 use shard_proto as pb;
 
+use crate::activity::{Change, FileEvent};
+use crate::manifest::SUFFIX;
 use crate::ops::checkout::CheckoutReport;
 use crate::ops::commit::CommitReport;
 use crate::ops::diff::DiffStats;
 use crate::ops::gc::GcReport;
-use crate::ops::status::{FileReport, State};
-use crate::activity::{Change, FileEvent};
-use crate::manifest::SUFFIX;
 use crate::ops::history::Version;
+use crate::ops::status::{FileReport, State};
 use crate::ops::transfer::TransferReport;
 use crate::ops::verify::{ProblemKind, VerifyReport};
 use crate::repo::remotes::NamedRemote;
@@ -60,17 +60,25 @@ impl From<FileReport> for pb::FileStatus {
 
 impl From<CheckoutReport> for pb::CheckoutSummary {
     fn from(r: CheckoutReport) -> Self {
-        Self { written: r.written, unchanged: r.unchanged, bytes_written: r.bytes_written }
+        Self {
+            written: r.written,
+            unchanged: r.unchanged,
+            bytes_written: r.bytes_written,
+        }
     }
 }
 
 /// The gc summary, which also says whether it was a dry run.
-pub fn gc_summary(r: GcReport, dry_run: bool) -> pb::GcSummary {
+pub fn gc_summary(r: &GcReport, dry_run: bool) -> pb::GcSummary {
     pb::GcSummary {
         kept_chunks: r.kept,
         deleted_chunks: r.deleted.len() as u64,
         freed_bytes: r.freed_bytes,
-        deleted: r.deleted.iter().map(crate::chunk::ChunkHash::to_hex).collect(),
+        deleted: r
+            .deleted
+            .iter()
+            .map(crate::chunk::ChunkHash::to_hex)
+            .collect(),
         dry_run,
         manifests: r.manifests,
         evicted_chunks: r.evicted,
