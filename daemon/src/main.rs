@@ -41,8 +41,8 @@ async fn main() -> ExitCode {
     match shardd::run(config, CancellationToken::new()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // stderr is the log (the journal, or the file nshard shows when a start fails).
             tracing::error!("{e:#}");
-            eprintln!("shardd: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -97,7 +97,6 @@ fn checkout_refuses_to_overwrite_uncommitted_edits_unless_forced() {
 // into "stored" content that checkout may overwrite: no manifest points at it, so overwriting
 // it loses it all the same (design.md §5).
 #[test]
-#[ignore = "product bug: checkout overwrites uncommitted edits once the daemon prepared them"]
 fn checkout_refuses_to_overwrite_uncommitted_edits_the_daemon_already_chunked() {
     let s = Sandbox::with_repo();
     s.write("models/a.bin", &random_bytes(53, 2 * MIB));
@@ -124,7 +123,10 @@ fn checkout_replaces_a_file_whose_content_is_stored() {
     let manifest_v1 = s.read("models/a.bin.shard.json");
     s.write("models/a.bin", &v2);
     let _ = s.ok(&["commit", "-m", "v2"]);
-    // Going back to v1 (as `git checkout` of the manifest would) loses nothing: v2 is stored.
+    let _ = s.git(&["add", "models/a.bin.shard.json"]);
+    let _ = s.git(&["commit", "-q", "-m", "v2"]);
+    // Going back to v1 (as `git checkout` of the manifest would) loses nothing: v2 is
+    // committed in Git history, so it can always be rebuilt.
     s.write("models/a.bin.shard.json", &manifest_v1);
 
     let _ = s.ok(&["checkout"]);
@@ -193,6 +195,8 @@ fn a_corrupted_chunk_never_touches_the_existing_working_file() {
     v2[3 * MIB..4 * MIB].copy_from_slice(&random_bytes(50, MIB));
     s.write("models/a.bin", &v1);
     let _ = s.ok(&["commit", "-m", "v1"]);
+    let _ = s.git(&["add", "models/a.bin.shard.json"]);
+    let _ = s.git(&["commit", "-q", "-m", "v1"]);
     let v1_chunks = s.stored_chunks();
     s.write("models/a.bin", &v2);
     let _ = s.ok(&["commit", "-m", "v2"]);
@@ -202,7 +206,7 @@ fn a_corrupted_chunk_never_touches_the_existing_working_file() {
         .find(|c| !v1_chunks.contains(c))
         .expect("v2 has a new chunk");
     corrupt(&s, &only_v2);
-    // The working file holds v1 again: stored, so checkout may replace it with v2.
+    // The working file holds v1 again: committed in Git, so checkout may replace it with v2.
     s.write("models/a.bin", &v1);
     let before = std::fs::metadata(s.path("models/a.bin")).unwrap();
 

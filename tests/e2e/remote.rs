@@ -157,7 +157,6 @@ fn shard_server_tokens_come_from_each_invocation() {
 }
 
 #[test]
-#[ignore = "product bug: `remote list` does not mark the only remote as the default it is"]
 fn named_remotes_are_added_listed_used_and_removed() {
     let data = random_bytes(94, MIB);
     let a = alice(&data);
@@ -188,7 +187,6 @@ fn named_remotes_are_added_listed_used_and_removed() {
 }
 
 #[test]
-#[ignore = "product bug: pull overwrites uncommitted edits once the daemon prepared them"]
 fn pull_refuses_to_overwrite_uncommitted_edits() {
     let data = random_bytes(95, MIB);
     let a = alice(&data);

@@ -2,6 +2,7 @@
 //! it is read, the whole file is verified before it is renamed into place, and a file whose
 //! current content is stored nowhere is never overwritten without `--force`.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use crate::fsutil::{persist, temp_sibling, with_path};
 use crate::index::{FileStamp, Index};
 use crate::manifest::Manifest;
 use crate::ops::Reporter;
-use crate::ops::hashing::{Storing, hash_file};
+use crate::ops::history::all_history_manifests;
 use crate::ops::status::content_hash;
 use crate::repo::Repo;
 use crate::store;
@@ -56,15 +57,23 @@ pub fn checkout_manifests(
     reporter: &mut Reporter,
 ) -> Result<CheckoutReport> {
     let mut report = CheckoutReport::default();
+    let mut committed: Option<HashSet<ChunkHash>> = None;
     for (file, manifest) in manifests {
         let path = repo.abs(file);
         if path.exists() {
-            if content_hash(repo, index, file)? == manifest.sha256 {
+            let current = content_hash(repo, index, file)?;
+            if current == manifest.sha256 {
                 report.unchanged += 1;
                 continue;
             }
-            if !force && !content_is_stored(repo, file)? {
-                return Err(Error::WouldOverwrite { path: file.clone() });
+            if !force {
+                let known = match &mut committed {
+                    Some(known) => known,
+                    None => committed.insert(committed_digests(repo)?),
+                };
+                if !known.contains(&current) {
+                    return Err(Error::WouldOverwrite { path: file.clone() });
+                }
             }
         }
         if let Some(chunk) = manifest
@@ -95,16 +104,17 @@ pub fn all_files(repo: &Repo) -> Result<Vec<String>> {
         .collect())
 }
 
-/// True when every chunk of the working file is in the store, so overwriting it loses nothing.
-fn content_is_stored(repo: &Repo, file: &str) -> Result<bool> {
-    let hashed = hash_file(
-        &repo.abs(file),
-        file,
-        &repo.config.chunking,
-        Storing::Nothing,
-        &mut Reporter::silent(),
-    )?;
-    Ok(hashed.chunks.iter().all(|c| repo.store.contains(&c.sha256)))
+/// Digests of every file version a manifest records, in the working tree or in Git history:
+/// content with one of these digests can always be rebuilt, so overwriting it loses nothing.
+/// (Chunks alone are not enough: the daemon stores chunks of uncommitted edits in the
+/// background, and nothing would name them.)
+fn committed_digests(repo: &Repo) -> Result<HashSet<ChunkHash>> {
+    let mut digests = HashSet::new();
+    for file in all_files(repo)? {
+        let _ = digests.insert(repo.read_manifest(&file)?.sha256);
+    }
+    digests.extend(all_history_manifests(repo)?.iter().map(|m| m.sha256));
+    Ok(digests)
 }
 
 /// Creates the file's directory and makes sure it resolves inside the repository (a symlinked

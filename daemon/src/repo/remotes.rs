@@ -55,8 +55,20 @@ impl SharedConfig {
 }
 
 impl Repo {
-    /// Every remote, local entries shadowing shared ones of the same name, sorted by name.
+    /// Every remote, local entries shadowing shared ones of the same name, sorted by name,
+    /// with `default` set on the one remote used when none is named (see
+    /// [`Repo::remote_url`]).
     pub fn remotes(&self) -> Result<Vec<NamedRemote>> {
+        let mut remotes = self.configured_remotes()?;
+        let default = default_remote(&remotes).map(|r| r.name.clone());
+        for remote in &mut remotes {
+            remote.default = default.as_ref() == Some(&remote.name);
+        }
+        Ok(remotes)
+    }
+
+    /// The remotes as configured (`default` is the explicit mark only).
+    fn configured_remotes(&self) -> Result<Vec<NamedRemote>> {
         let shared = SharedConfig::load(&self.root)?;
         let mut out: Vec<NamedRemote> = self
             .config
@@ -87,23 +99,13 @@ impl Repo {
     /// default remote: the one marked default (this clone's first), else `origin`, else the
     /// only one.
     pub fn remote_url(&self, arg: &str) -> Result<String> {
-        let remotes = self.remotes()?;
+        let remotes = self.configured_remotes()?;
         if arg.is_empty() {
-            let pick = remotes
-                .iter()
-                .filter(|r| r.default)
-                .min_by_key(|r| r.shared)
-                .or_else(|| remotes.iter().find(|r| r.name == "origin"))
-                .or_else(|| {
-                    if remotes.len() == 1 {
-                        remotes.first()
-                    } else {
-                        None
-                    }
+            return default_remote(&remotes)
+                .map(|r| r.url.clone())
+                .ok_or(Error::NoDefaultRemote {
+                    count: remotes.len(),
                 });
-            return pick.map(|r| r.url.clone()).ok_or(Error::NoDefaultRemote {
-                count: remotes.len(),
-            });
         }
         if let Some(remote) = remotes.iter().find(|r| r.name == arg) {
             return Ok(remote.url.clone());
@@ -179,6 +181,23 @@ impl Repo {
             name: name.to_owned(),
         })
     }
+}
+
+/// The default among configured remotes: the one marked default (this clone's first), else
+/// `origin`, else the only one.
+fn default_remote(remotes: &[NamedRemote]) -> Option<&NamedRemote> {
+    remotes
+        .iter()
+        .filter(|r| r.default)
+        .min_by_key(|r| r.shared)
+        .or_else(|| remotes.iter().find(|r| r.name == "origin"))
+        .or_else(|| {
+            if remotes.len() == 1 {
+                remotes.first()
+            } else {
+                None
+            }
+        })
 }
 
 /// A new default unmarks the old one.

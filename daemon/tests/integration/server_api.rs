@@ -244,14 +244,22 @@ async fn oversize_bodies_are_413() {
 #[tokio::test]
 async fn a_body_of_exactly_the_limit_is_read() {
     let server = ChunkServer::open().await;
-    // Not the chunk it claims to be, but it must get past the size check and be judged on
-    // its content.
-    let at_limit = vec![1u8; codec::MAX_OBJECT_BYTES];
+    // A raw chunk of the maximum size that is not the chunk it claims to be: it must get past
+    // the size checks and be judged on its content.
+    let at_limit = vec![1u8; shardd::chunk::cdc::MAX_CHUNK_BYTES as usize];
     let response = server
         .client
         .put(server.chunk_url(&ChunkHash::of(b"x")))
         .body(at_limit);
     let _ = error_of(response.send().await.unwrap(), 422).await;
+    // A raw object larger than any chunk is too large even though the body limit (sized for
+    // compressed frames) lets it in.
+    let over = vec![1u8; codec::MAX_OBJECT_BYTES];
+    let response = server
+        .client
+        .put(server.chunk_url(&ChunkHash::of(b"y")))
+        .body(over);
+    let _ = error_of(response.send().await.unwrap(), 413).await;
 }
 
 #[tokio::test]
