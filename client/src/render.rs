@@ -115,7 +115,10 @@ impl Default for Bar {
 }
 
 /// The daemon's one-sentence error, or a hint when the connection itself failed.
-#[expect(clippy::needless_pass_by_value, reason = "used as `map_err(status_error)`")]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(status_error)`"
+)]
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::Unknown

@@ -55,7 +55,10 @@ pub struct Activity {
 
 impl Default for Activity {
     fn default() -> Self {
-        Self { events: broadcast::channel(EVENT_BACKLOG).0, preparing: Mutex::default() }
+        Self {
+            events: broadcast::channel(EVENT_BACKLOG).0,
+            preparing: Mutex::default(),
+        }
     }
 }
 
@@ -63,7 +66,10 @@ impl Activity {
     /// Publishes an event (and tracks background progress).
     pub fn emit(&self, root: &Path, path: &str, change: Change, sha256: Option<ChunkHash>) {
         {
-            let mut preparing = self.preparing.lock().expect("no code panics while holding this lock");
+            let mut preparing = self
+                .preparing
+                .lock()
+                .expect("no code panics while holding this lock");
             let key = (root.to_path_buf(), path.to_owned());
             match change {
                 Change::Preparing { done, total } => {
@@ -75,7 +81,12 @@ impl Activity {
             }
         }
         // No subscribers is fine.
-        let _ = self.events.send(FileEvent { root: root.to_path_buf(), path: path.to_owned(), change, sha256 });
+        let _ = self.events.send(FileEvent {
+            root: root.to_path_buf(),
+            path: path.to_owned(),
+            change,
+            sha256,
+        });
     }
 
     /// A new subscription to every future event.
@@ -87,7 +98,12 @@ impl Activity {
     /// Background progress on `path`, as (bytes done, bytes total).
     #[must_use]
     pub fn preparing(&self, root: &Path, path: &str) -> Option<(u64, u64)> {
-        let preparing = self.preparing.lock().expect("no code panics while holding this lock");
-        preparing.get(&(root.to_path_buf(), path.to_owned())).copied()
+        let preparing = self
+            .preparing
+            .lock()
+            .expect("no code panics while holding this lock");
+        preparing
+            .get(&(root.to_path_buf(), path.to_owned()))
+            .copied()
     }
 }

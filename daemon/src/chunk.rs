@@ -52,7 +52,11 @@ impl ChunkHash {
 impl fmt::Display for ChunkHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hex = self.to_hex();
-        if f.alternate() { f.write_str(&hex) } else { f.write_str(&hex[..12]) }
+        if f.alternate() {
+            f.write_str(&hex)
+        } else {
+            f.write_str(&hex[..12])
+        }
     }
 }
 

@@ -39,7 +39,9 @@ impl Config {
     /// Resolves the configuration from the process environment and `overrides`.
     #[must_use]
     pub fn resolve(overrides: Overrides) -> Self {
-        let socket = overrides.socket.or_else(|| var("SHARDD_SOCKET").map(PathBuf::from));
+        let socket = overrides
+            .socket
+            .or_else(|| var("SHARDD_SOCKET").map(PathBuf::from));
         let socket = socket.unwrap_or_else(|| {
             let runtime = var("XDG_RUNTIME_DIR").map(PathBuf::from);
             let tmp = var("TMPDIR").map(PathBuf::from);
@@ -59,7 +61,10 @@ impl Config {
 }
 
 /// A non-empty environment variable.
-#[expect(clippy::disallowed_methods, reason = "config.rs is the one place that reads the environment")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "config.rs is the one place that reads the environment"
+)]
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }

@@ -63,8 +63,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let activity = Arc::new(activity::Activity::default());
     let preparer = prepare::Preparer::start(Arc::clone(&repos), Arc::clone(&activity));
     let remembered = shard_proto::repos_path(&config.socket);
-    repos.set_watcher(watch::spawn(preparer.clone(), Arc::clone(&activity), remembered, shutdown.child_token()));
-    let service = rpc::Service::new(rpc::Shared { repos: Arc::clone(&repos), activity, preparer }, shutdown.clone(), &config.socket, config.auto_spawned);
+    repos.set_watcher(watch::spawn(
+        preparer.clone(),
+        Arc::clone(&activity),
+        remembered,
+        shutdown.child_token(),
+    ));
+    let service = rpc::Service::new(
+        rpc::Shared {
+            repos: Arc::clone(&repos),
+            activity,
+            preparer,
+        },
+        shutdown.clone(),
+        &config.socket,
+        config.auto_spawned,
+    );
     let served = server::serve(listener, service, config.idle_timeout, shutdown.clone()).await;
     repos.close_all();
     if owns_socket {

@@ -52,7 +52,10 @@ pub struct PidfileGuard {
 
 /// Creates the socket directory (0700) if needed and checks it is private and ours.
 pub fn prepare_socket_dir(socket: &Path) -> Result<(), Error> {
-    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.exists() {
         fs::create_dir_all(dir)?;
         fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -62,11 +65,17 @@ pub fn prepare_socket_dir(socket: &Path) -> Result<(), Error> {
         return Err(Error::Symlink(dir.into()));
     }
     if meta.uid() != shard_proto::current_uid() {
-        return Err(Error::ForeignOwner { path: dir.into(), owner: meta.uid() });
+        return Err(Error::ForeignOwner {
+            path: dir.into(),
+            owner: meta.uid(),
+        });
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(Error::Permissions { path: dir.into(), mode });
+        return Err(Error::Permissions {
+            path: dir.into(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -74,17 +83,31 @@ pub fn prepare_socket_dir(socket: &Path) -> Result<(), Error> {
 /// Takes the pidfile lock beside `socket` and records our pid and version in it.
 pub fn lock_pidfile(socket: &Path) -> Result<PidfileGuard, Error> {
     let pidfile = shard_proto::pidfile_path(socket);
-    let mut file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&pidfile)?;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&pidfile)?;
     match file.file().try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(Error::AlreadyRunning { socket: socket.into(), pidfile });
+            return Err(Error::AlreadyRunning {
+                socket: socket.into(),
+                pidfile,
+            });
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
     }
     file.set_len(0)?;
-    writeln!(file, "{}\n{}", std::process::id(), env!("CARGO_PKG_VERSION"))?;
-    Ok(PidfileGuard { _file: file.into_parts().0 })
+    writeln!(
+        file,
+        "{}\n{}",
+        std::process::id(),
+        env!("CARGO_PKG_VERSION")
+    )?;
+    Ok(PidfileGuard {
+        _file: file.into_parts().0,
+    })
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
@@ -113,7 +136,10 @@ mod tests {
         let socket = dir.path().join("run/s.sock");
         prepare_socket_dir(&socket).expect("creates a private dir");
         let _guard = lock_pidfile(&socket).expect("first lock");
-        assert!(matches!(lock_pidfile(&socket), Err(Error::AlreadyRunning { .. })));
+        assert!(matches!(
+            lock_pidfile(&socket),
+            Err(Error::AlreadyRunning { .. })
+        ));
     }
 
     #[test]
@@ -121,6 +147,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let socket = dir.path().join("s.sock");
-        assert!(matches!(prepare_socket_dir(&socket), Err(Error::Permissions { .. })));
+        assert!(matches!(
+            prepare_socket_dir(&socket),
+            Err(Error::Permissions { .. })
+        ));
     }
 }

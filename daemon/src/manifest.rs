@@ -166,7 +166,9 @@ pub fn is_clean_relative(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
         && !path.contains(['\\', '\0'])
-        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
 #[cfg(test)]
@@ -183,8 +185,16 @@ mod tests {
             message: "Initial \"checkpoint\"".to_owned(),
             created_at: "2026-11-23T15:00:00Z".to_owned(),
             chunks: vec![
-                ChunkRef { offset: 0, size: 4, sha256: ChunkHash::of(b"a") },
-                ChunkRef { offset: 4, size: 6, sha256: ChunkHash::of(b"b") },
+                ChunkRef {
+                    offset: 0,
+                    size: 4,
+                    sha256: ChunkHash::of(b"a"),
+                },
+                ChunkRef {
+                    offset: 4,
+                    size: 6,
+                    sha256: ChunkHash::of(b"b"),
+                },
             ],
         }
     }
@@ -194,7 +204,10 @@ mod tests {
         let m = sample();
         let text = m.to_json();
         assert_eq!(Manifest::parse(text.as_bytes()).expect("valid"), m);
-        assert_eq!(Manifest::parse(text.as_bytes()).expect("valid").to_json(), text);
+        assert_eq!(
+            Manifest::parse(text.as_bytes()).expect("valid").to_json(),
+            text
+        );
     }
 
     #[test]
@@ -215,7 +228,10 @@ mod tests {
     #[test]
     fn refuses_bad_manifests() {
         let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-            ("format", Box::new(|v| v["format"] = "neuroshard.manifest/v9".into())),
+            (
+                "format",
+                Box::new(|v| v["format"] = "neuroshard.manifest/v9".into()),
+            ),
             ("path", Box::new(|v| v["path"] = "../outside".into())),
             ("path", Box::new(|v| v["path"] = "/etc/passwd".into())),
             ("tile", Box::new(|v| v["size"] = 11.into())),

@@ -6,9 +6,9 @@ pub mod commit;
 pub mod diff;
 pub mod gc;
 pub mod gitignore;
+pub mod hashing;
 pub mod history;
 pub mod hooks;
-pub mod hashing;
 pub mod status;
 pub mod track;
 pub mod transfer;
@@ -38,19 +38,31 @@ impl Reporter {
     /// Reports into `tx`.
     #[must_use]
     pub fn new(tx: mpsc::Sender<Progress>) -> Self {
-        Self { tx: Some(tx), activity: None, last: None }
+        Self {
+            tx: Some(tx),
+            activity: None,
+            last: None,
+        }
     }
 
     /// Reports background progress on `rel` to subscribers and `status`.
     #[must_use]
     pub fn activity(activity: Arc<Activity>, root: &Path, rel: &str) -> Self {
-        Self { tx: None, activity: Some((activity, root.to_path_buf(), rel.to_owned())), last: None }
+        Self {
+            tx: None,
+            activity: Some((activity, root.to_path_buf(), rel.to_owned())),
+            last: None,
+        }
     }
 
     /// Reports nowhere (background work, tests).
     #[must_use]
     pub fn silent() -> Self {
-        Self { tx: None, activity: None, last: None }
+        Self {
+            tx: None,
+            activity: None,
+            last: None,
+        }
     }
 
     /// Reports progress if enough time has passed since the last report (or `force`).
@@ -59,7 +71,9 @@ impl Reporter {
             return;
         }
         let now = Instant::now();
-        let due = self.last.is_none_or(|last| now.duration_since(last) >= PROGRESS_INTERVAL);
+        let due = self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= PROGRESS_INTERVAL);
         if !due && done < total {
             return;
         }

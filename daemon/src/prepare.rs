@@ -44,7 +44,12 @@ impl Preparer {
     pub fn start(repos: Arc<Repos>, activity: Arc<Activity>) -> Self {
         let (jobs, rx) = channel();
         let queued: Arc<Mutex<HashSet<(PathBuf, String)>>> = Arc::default();
-        let worker = Worker { repos, activity, queued: Arc::clone(&queued), jobs: jobs.clone() };
+        let worker = Worker {
+            repos,
+            activity,
+            queued: Arc::clone(&queued),
+            jobs: jobs.clone(),
+        };
         let spawned = std::thread::Builder::new()
             .name("shardd-prepare".into())
             .spawn(move || worker.run(&rx));
@@ -86,13 +91,19 @@ struct Worker {
 
 impl Worker {
     fn run(&self, rx: &Receiver<Job>) {
-        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE) {
+        if let Err(e) =
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE)
+        {
             tracing::debug!(error = %e, "cannot lower the background thread's priority");
         }
         while let Ok(job) = rx.recv() {
             match job {
                 Job::File(root, rel) => {
-                    let _ = self.queued.lock().expect("no code panics while holding this lock").remove(&(root.clone(), rel.clone()));
+                    let _ = self
+                        .queued
+                        .lock()
+                        .expect("no code panics while holding this lock")
+                        .remove(&(root.clone(), rel.clone()));
                     if let Err(e) = self.prepare(&root, &rel) {
                         tracing::debug!(path = rel, error = %e.render(), "background chunking skipped");
                     }
@@ -104,7 +115,9 @@ impl Worker {
                         let _ = self.jobs.send(Job::Compress(root));
                     }
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(root = %root.display(), error = %e.render(), "background compression stopped"),
+                    Err(e) => {
+                        tracing::warn!(root = %root.display(), error = %e.render(), "background compression stopped")
+                    }
                 },
             }
         }
@@ -115,7 +128,11 @@ impl Worker {
         match tracked {
             Ok(files) => {
                 for file in files.into_iter().filter(|f| f.exists) {
-                    let fresh = self.queued.lock().expect("no code panics while holding this lock").insert((root.to_path_buf(), file.path.clone()));
+                    let fresh = self
+                        .queued
+                        .lock()
+                        .expect("no code panics while holding this lock")
+                        .insert((root.to_path_buf(), file.path.clone()));
                     if fresh {
                         let _ = self.jobs.send(Job::File(root.to_path_buf(), file.path));
                     }
@@ -159,13 +176,22 @@ impl Worker {
             return Ok(());
         }
         if let Some(known) = handle.index.known_hash(rel, &stamp) {
-            let committed = repo.read_manifest(rel).ok().is_some_and(|m| m.sha256 == known);
+            let committed = repo
+                .read_manifest(rel)
+                .ok()
+                .is_some_and(|m| m.sha256 == known);
             if committed {
                 return Ok(()); // Clean: nothing to prepare.
             }
         }
         let mut reporter = Reporter::activity(Arc::clone(&self.activity), root, rel);
-        let hashed = hash_file(&path, rel, &repo.config.chunking, Storing::Compressed(&repo.store), &mut reporter)?;
+        let hashed = hash_file(
+            &path,
+            rel,
+            &repo.config.chunking,
+            Storing::Compressed(&repo.store),
+            &mut reporter,
+        )?;
         let prepared = Prepared {
             stamp: hashed.stamp.expect("set after hashing"),
             sha256: hashed.digest(),
@@ -176,8 +202,13 @@ impl Worker {
             chunks: hashed.chunks,
         };
         handle.index.record_prepared(rel, &prepared)?;
-        tracing::debug!(path = rel, chunks = prepared.chunks.len(), "prepared in the background");
-        self.activity.emit(root, rel, Change::Prepared, Some(prepared.sha256));
+        tracing::debug!(
+            path = rel,
+            chunks = prepared.chunks.len(),
+            "prepared in the background"
+        );
+        self.activity
+            .emit(root, rel, Change::Prepared, Some(prepared.sha256));
         Ok(())
     }
 }

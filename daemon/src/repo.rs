@@ -47,7 +47,11 @@ impl Repo {
         let root = root.to_path_buf();
         let config = RepoConfig::load(&root.join(SHARD_DIR).join("config.toml"))?;
         let store = LocalStore::new(root.join(SHARD_DIR));
-        Ok(Self { root, config, store })
+        Ok(Self {
+            root,
+            config,
+            store,
+        })
     }
 
     /// Creates `.shard/` in `dir`. Returns the repository and whether it was newly created;
@@ -59,7 +63,10 @@ impl Repo {
             return Ok((Self::open(&root)?, false));
         }
         fs::create_dir_all(shard.join("objects"))?;
-        let config = RepoConfig { chunking, ..RepoConfig::default() };
+        let config = RepoConfig {
+            chunking,
+            ..RepoConfig::default()
+        };
         config.save(&shard.join("config.toml"))?;
         Ok((Self::open(&root)?, true))
     }
@@ -87,19 +94,25 @@ impl Repo {
     /// not exist yet.
     pub fn relative(&self, cwd: &Path, arg: &str) -> Result<String> {
         let joined = normalize(&cwd.join(arg));
-        let rel = joined.strip_prefix(&self.root).map_err(|_| Error::OutsideRepository {
-            path: joined.clone(),
-            root: self.root.clone(),
-        })?;
-        let parts: Vec<String> =
-            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let rel = joined
+            .strip_prefix(&self.root)
+            .map_err(|_| Error::OutsideRepository {
+                path: joined.clone(),
+                root: self.root.clone(),
+            })?;
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
         Ok(parts.join("/"))
     }
 
     /// Resolves a user argument naming a file or its manifest to the file's relative path.
     pub fn file_arg(&self, cwd: &Path, arg: &str) -> Result<String> {
         let rel = self.relative(cwd, arg)?;
-        Ok(rel.strip_suffix(manifest::SUFFIX).map_or(rel.clone(), str::to_owned))
+        Ok(rel
+            .strip_suffix(manifest::SUFFIX)
+            .map_or(rel.clone(), str::to_owned))
     }
 
     /// Compiles the tracked patterns.
@@ -113,11 +126,16 @@ impl Repo {
         let bytes = match fs::read(self.abs(&manifest_rel)) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NoManifest { path: file.to_owned() });
+                return Err(Error::NoManifest {
+                    path: file.to_owned(),
+                });
             }
             Err(e) => return Err(e.into()),
         };
-        Manifest::parse(&bytes).map_err(|source| Error::Manifest { path: manifest_rel, source })
+        Manifest::parse(&bytes).map_err(|source| Error::Manifest {
+            path: manifest_rel,
+            source,
+        })
     }
 
     /// True if `manifest_rel` exists (a quick check, no parsing).
@@ -134,10 +152,16 @@ pub fn compile_patterns(patterns: &[String]) -> Result<GlobSet> {
         let glob = globset::GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
-            .map_err(|source| Error::BadPattern { pattern: pattern.clone(), source })?;
+            .map_err(|source| Error::BadPattern {
+                pattern: pattern.clone(),
+                source,
+            })?;
         let _ = builder.add(glob);
     }
-    builder.build().map_err(|source| Error::BadPattern { pattern: patterns.join(" "), source })
+    builder.build().map_err(|source| Error::BadPattern {
+        pattern: patterns.join(" "),
+        source,
+    })
 }
 
 /// True when `pattern` contains glob syntax (and so may match files that do not exist yet).
@@ -148,8 +172,10 @@ pub fn is_glob(pattern: &str) -> bool {
 
 /// Checks a pattern parses, without compiling a set.
 pub fn check_pattern(pattern: &str) -> Result<()> {
-    let _ = Glob::new(pattern)
-        .map_err(|source| Error::BadPattern { pattern: pattern.to_owned(), source })?;
+    let _ = Glob::new(pattern).map_err(|source| Error::BadPattern {
+        pattern: pattern.to_owned(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -178,13 +204,20 @@ mod tests {
         let (repo, created) = Repo::init(dir.path(), Chunking::default()).expect("init");
         assert!(created);
         let sub = repo.root.join("models");
-        assert_eq!(repo.relative(&sub, "a.bin").expect("inside"), "models/a.bin");
+        assert_eq!(
+            repo.relative(&sub, "a.bin").expect("inside"),
+            "models/a.bin"
+        );
         assert_eq!(repo.relative(&sub, "../b.bin").expect("inside"), "b.bin");
         assert!(matches!(
             repo.relative(&sub, "../../x"),
             Err(Error::OutsideRepository { .. })
         ));
-        assert_eq!(repo.file_arg(&repo.root, "a.bin.shard.json").expect("inside"), "a.bin");
+        assert_eq!(
+            repo.file_arg(&repo.root, "a.bin.shard.json")
+                .expect("inside"),
+            "a.bin"
+        );
     }
 
     #[test]

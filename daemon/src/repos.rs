@@ -31,7 +31,9 @@ impl Repos {
     pub fn resolve(&self, cwd: &str) -> Result<(Repo, Arc<Handle>)> {
         let cwd = Path::new(cwd);
         if !cwd.is_absolute() {
-            return Err(Error::NotARepository { cwd: cwd.to_path_buf() });
+            return Err(Error::NotARepository {
+                cwd: cwd.to_path_buf(),
+            });
         }
         let repo = Repo::discover(cwd)?;
         let handle = self.handle(&repo)?;
@@ -40,12 +42,18 @@ impl Repos {
 
     /// The state of an already discovered repository, opening its index on first use.
     pub fn handle(&self, repo: &Repo) -> Result<Arc<Handle>> {
-        let mut open = self.open.lock().expect("no code panics while holding this lock");
+        let mut open = self
+            .open
+            .lock()
+            .expect("no code panics while holding this lock");
         if let Some(handle) = open.get(&repo.root) {
             return Ok(Arc::clone(handle));
         }
         let index = Index::open(&repo.shard_dir().join("index"))?;
-        let handle = Arc::new(Handle { index, lock: Arc::default() });
+        let handle = Arc::new(Handle {
+            index,
+            lock: Arc::default(),
+        });
         let _ = open.insert(repo.root.clone(), Arc::clone(&handle));
         if let Some(watcher) = self.watcher.get() {
             watcher.watch(&repo.root);
@@ -61,7 +69,12 @@ impl Repos {
     /// Roots of every repository served.
     #[must_use]
     pub fn roots(&self) -> Vec<PathBuf> {
-        self.open.lock().expect("no code panics while holding this lock").keys().cloned().collect()
+        self.open
+            .lock()
+            .expect("no code panics while holding this lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Flushes and closes every index (on shutdown, before the pidfile is released, so a
@@ -69,12 +82,18 @@ impl Repos {
     /// those holders finish.
     pub fn close_all(&self) {
         self.flush_all();
-        self.open.lock().expect("no code panics while holding this lock").clear();
+        self.open
+            .lock()
+            .expect("no code panics while holding this lock")
+            .clear();
     }
 
     /// Flushes every index.
     pub fn flush_all(&self) {
-        let open = self.open.lock().expect("no code panics while holding this lock");
+        let open = self
+            .open
+            .lock()
+            .expect("no code panics while holding this lock");
         for (root, handle) in open.iter() {
             if let Err(e) = handle.index.flush() {
                 tracing::warn!(root = %root.display(), error = %e.render(), "index flush failed");

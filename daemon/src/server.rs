@@ -16,9 +16,15 @@ use tokio_util::sync::CancellationToken;
 use crate::rpc::Service;
 
 /// Cancels `shutdown` once no request has arrived for `timeout`.
-async fn stop_when_idle(last_request: Arc<Mutex<Instant>>, timeout: Duration, shutdown: CancellationToken) {
+async fn stop_when_idle(
+    last_request: Arc<Mutex<Instant>>,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
-        let last = *last_request.lock().expect("no code panics while holding this lock");
+        let last = *last_request
+            .lock()
+            .expect("no code panics while holding this lock");
         let deadline = last + timeout;
         if Instant::now() >= deadline {
             tracing::info!(?timeout, "idle timeout reached; shutting down");
@@ -70,19 +76,30 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let last_request = Arc::new(Mutex::new(Instant::now()));
     if !idle_timeout.is_zero() {
-        drop(tokio::spawn(stop_when_idle(Arc::clone(&last_request), idle_timeout, shutdown.clone())));
+        drop(tokio::spawn(stop_when_idle(
+            Arc::clone(&last_request),
+            idle_timeout,
+            shutdown.clone(),
+        )));
     }
-    let touch = tower::ServiceBuilder::new().map_request(move |request: tonic::codegen::http::Request<_>| {
-        *last_request.lock().expect("no code panics while holding this lock") = Instant::now();
-        request
-    });
+    let touch = tower::ServiceBuilder::new().map_request(
+        move |request: tonic::codegen::http::Request<_>| {
+            *last_request
+                .lock()
+                .expect("no code panics while holding this lock") = Instant::now();
+            request
+        },
+    );
     let uid = shard_proto::current_uid();
     let incoming = UnixListenerStream::new(listener).filter_map(move |conn| async move {
         match conn {
             Ok(stream) => match stream.peer_cred() {
                 Ok(cred) if cred.uid() == uid => Some(Ok(stream)),
                 Ok(cred) => {
-                    tracing::warn!(peer_uid = cred.uid(), "refused a connection from another user");
+                    tracing::warn!(
+                        peer_uid = cred.uid(),
+                        "refused a connection from another user"
+                    );
                     None
                 }
                 Err(e) => {

@@ -35,7 +35,12 @@ pub struct DiffStats {
 impl DiffStats {
     /// Compares two chunk lists (old, new) whose files have digests `old_sha` and `new_sha`.
     #[must_use]
-    pub fn between(old: &[ChunkRef], new: &[ChunkRef], old_sha: ChunkHash, new_sha: ChunkHash) -> Self {
+    pub fn between(
+        old: &[ChunkRef],
+        new: &[ChunkRef],
+        old_sha: ChunkHash,
+        new_sha: ChunkHash,
+    ) -> Self {
         let old_ids: HashSet<ChunkHash> = old.iter().map(|c| c.sha256).collect();
         let new_ids: HashSet<ChunkHash> = new.iter().map(|c| c.sha256).collect();
         let mut stats = Self {
@@ -66,11 +71,18 @@ pub fn diff_working(repo: &Repo, file: &str, reporter: &mut Reporter) -> Result<
     let manifest = repo.read_manifest(file)?;
     let path = repo.abs(file);
     if !path.is_file() {
-        return Err(Error::PathNotFound { path: file.to_owned() });
+        return Err(Error::PathNotFound {
+            path: file.to_owned(),
+        });
     }
     // Cut with the manifest's own parameters so unchanged regions line up chunk for chunk.
     let hashed = hash_file(&path, file, &manifest.chunking, Storing::Nothing, reporter)?;
-    Ok(DiffStats::between(&manifest.chunks, &hashed.chunks, manifest.sha256, hashed.digest()))
+    Ok(DiffStats::between(
+        &manifest.chunks,
+        &hashed.chunks,
+        manifest.sha256,
+        hashed.digest(),
+    ))
 }
 
 #[cfg(test)]
@@ -78,7 +90,11 @@ mod tests {
     use super::*;
 
     fn chunk(offset: u64, size: u32, tag: &[u8]) -> ChunkRef {
-        ChunkRef { offset, size, sha256: ChunkHash::of(tag) }
+        ChunkRef {
+            offset,
+            size,
+            sha256: ChunkHash::of(tag),
+        }
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub fn live_chunks(repo: &Repo, index: &Index) -> Result<(HashSet<ChunkHash>, u3
         live.extend(prepared.chunks.iter().map(|c| c.sha256));
     }
     for manifest in repo.manifests()? {
-        let file = manifest.strip_suffix(crate::manifest::SUFFIX).expect("listed as a manifest");
+        let file = manifest
+            .strip_suffix(crate::manifest::SUFFIX)
+            .expect("listed as a manifest");
         live.extend(repo.read_manifest(file)?.chunks.iter().map(|c| c.sha256));
         manifests += 1;
     }
@@ -66,10 +68,20 @@ pub fn live_chunks(repo: &Repo, index: &Index) -> Result<(HashSet<ChunkHash>, u3
 }
 
 /// Collects garbage.
-pub fn gc(repo: &Repo, index: &Index, options: &GcOptions, reporter: &mut Reporter) -> Result<GcReport> {
+pub fn gc(
+    repo: &Repo,
+    index: &Index,
+    options: &GcOptions,
+    reporter: &mut Reporter,
+) -> Result<GcReport> {
     let (live, manifests) = live_chunks(repo, index)?;
-    let mut report = GcReport { manifests, ..GcReport::default() };
-    let cutoff = SystemTime::now().checked_sub(options.grace).unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut report = GcReport {
+        manifests,
+        ..GcReport::default()
+    };
+    let cutoff = SystemTime::now()
+        .checked_sub(options.grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let stored = repo.store.list()?;
     let total = stored.len() as u64;
     for (i, object) in stored.into_iter().enumerate() {

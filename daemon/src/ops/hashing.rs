@@ -83,9 +83,14 @@ pub fn hash_file(
             hashed.stamp = Some(after);
             return Ok(hashed);
         }
-        tracing::debug!(path = rel, "file changed while it was read; reading it again");
+        tracing::debug!(
+            path = rel,
+            "file changed while it was read; reading it again"
+        );
     }
-    Err(Error::FileUnstable { path: rel.to_owned() })
+    Err(Error::FileUnstable {
+        path: rel.to_owned(),
+    })
 }
 
 /// Work item for a chunk worker.
@@ -103,7 +108,9 @@ fn read_once(
 ) -> Result<Hashed> {
     let file = fs::File::open(path)?;
     let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
-    let workers = thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2);
+    let workers = thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .max(2);
     let (job_tx, job_rx) = sync_channel::<Job>(workers);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
@@ -142,7 +149,13 @@ fn read_once(
             return Err(e.into());
         }
         let deferring = matches!(store, Storing::Deferred(_));
-        collect(&done_rx, count, size, ChunkHash::from_hasher(whole), deferring)
+        collect(
+            &done_rx,
+            count,
+            size,
+            ChunkHash::from_hasher(whole),
+            deferring,
+        )
     })
 }
 
@@ -151,7 +164,11 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, sto
         let job = jobs.lock().map(|rx| rx.recv());
         let Ok(Ok((i, piece))) = job else { return };
         let hash = ChunkHash::of(&piece.data);
-        let chunk = ChunkRef { offset: piece.offset, size: piece.data.len() as u32, sha256: hash };
+        let chunk = ChunkRef {
+            offset: piece.offset,
+            size: piece.data.len() as u32,
+            sha256: hash,
+        };
         let stored = match store {
             Storing::Nothing => Ok(None),
             Storing::Compressed(s) => s.put_chunk(&hash, &piece.data, true).map_err(Into::into),
@@ -171,7 +188,11 @@ fn collect(
     deferring: bool,
 ) -> Result<Hashed> {
     let mut slots: Vec<Option<ChunkRef>> = vec![None; count];
-    let mut hashed = Hashed { size, sha256: Some(sha256), ..Hashed::default() };
+    let mut hashed = Hashed {
+        size,
+        sha256: Some(sha256),
+        ..Hashed::default()
+    };
     for result in done {
         let (i, chunk, stored) = result?;
         if let Some(stored) = stored {
@@ -184,6 +205,9 @@ fn collect(
         }
         slots[i] = Some(chunk);
     }
-    hashed.chunks = slots.into_iter().map(|c| c.expect("every chunk was processed")).collect();
+    hashed.chunks = slots
+        .into_iter()
+        .map(|c| c.expect("every chunk was processed"))
+        .collect();
     Ok(hashed)
 }

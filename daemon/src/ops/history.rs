@@ -36,7 +36,8 @@ pub fn git(repo: &Repo) -> Result<Git> {
 /// The manifest path of `file` relative to the Git root.
 fn git_path(repo: &Repo, git: &Git, file: &str) -> String {
     let abs = repo.abs(&format!("{file}{SUFFIX}"));
-    git.relative(&abs).unwrap_or_else(|| format!("{file}{SUFFIX}"))
+    git.relative(&abs)
+        .unwrap_or_else(|| format!("{file}{SUFFIX}"))
 }
 
 /// The manifest of `file` as committed at `rev`, following renames: when the manifest had
@@ -55,8 +56,14 @@ pub fn manifest_at(repo: &Repo, git: &Git, rev: &str, file: &str) -> Result<Mani
             }
         }
     }
-    let bytes = bytes.ok_or_else(|| Error::NoManifestAt { path: file.to_owned(), rev: rev.to_owned() })?;
-    Manifest::parse(&bytes).map_err(|source| Error::Manifest { path: format!("{path} at {rev}"), source })
+    let bytes = bytes.ok_or_else(|| Error::NoManifestAt {
+        path: file.to_owned(),
+        rev: rev.to_owned(),
+    })?;
+    Manifest::parse(&bytes).map_err(|source| Error::Manifest {
+        path: format!("{path} at {rev}"),
+        source,
+    })
 }
 
 /// Every version of `file` in history, newest first.
@@ -68,7 +75,9 @@ pub fn log(repo: &Repo, file: &str) -> Result<Vec<Version>> {
         let Some(bytes) = git.show(&entry.commit, &entry.path)? else {
             continue; // The commit deleted the manifest.
         };
-        let Ok(manifest) = Manifest::parse(&bytes) else { continue };
+        let Ok(manifest) = Manifest::parse(&bytes) else {
+            continue;
+        };
         versions.push(Version {
             commit: entry.commit,
             date: entry.date,
@@ -107,12 +116,22 @@ pub fn diff_revisions(repo: &Repo, file: &str, rev: &str, rev2: Option<&str>) ->
         Some(rev2) => manifest_at(repo, &git, rev2, file)?,
         None => repo.read_manifest(file)?,
     };
-    Ok(DiffStats::between(&before.chunks, &after.chunks, before.sha256, after.sha256))
+    Ok(DiffStats::between(
+        &before.chunks,
+        &after.chunks,
+        before.sha256,
+        after.sha256,
+    ))
 }
 
 /// Every manifest in every commit reachable from any ref or reflog entry (and the index).
 pub fn all_history_manifests(repo: &Repo) -> Result<Vec<Manifest>> {
-    let Ok(git) = Git::open(&repo.root) else { return Ok(Vec::new()) };
+    let Ok(git) = Git::open(&repo.root) else {
+        return Ok(Vec::new());
+    };
     let blobs = git.all_blobs_with_suffix(SUFFIX)?;
-    Ok(blobs.iter().filter_map(|b| Manifest::parse(b).ok()).collect())
+    Ok(blobs
+        .iter()
+        .filter_map(|b| Manifest::parse(b).ok())
+        .collect())
 }

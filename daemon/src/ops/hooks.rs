@@ -70,5 +70,8 @@ command -v nshard >/dev/null 2>&1 || exit 0
 nshard hook HOOK "$@""#
         }
     };
-    format!("#!/bin/sh\n{MARKER}: installed by `nshard git-init --hooks`\n{}\n", body.replace("HOOK", hook))
+    format!(
+        "#!/bin/sh\n{MARKER}: installed by `nshard git-init --hooks`\n{}\n",
+        body.replace("HOOK", hook)
+    )
 }

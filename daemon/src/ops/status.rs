@@ -42,7 +42,11 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
     let mut out = Vec::new();
     for tracked in repo.tracked()? {
         let path = repo.abs(&tracked.path);
-        let stamp = if tracked.exists { Some(FileStamp::read(&path)?) } else { None };
+        let stamp = if tracked.exists {
+            Some(FileStamp::read(&path)?)
+        } else {
+            None
+        };
         let size = stamp.map_or(0, |s| s.size);
         let prepared = stamp.is_some_and(|s| index.prepared(&tracked.path, &s).is_some());
         let mut report = FileReport {
@@ -56,8 +60,11 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
         if tracked.has_manifest {
             let manifest = repo.read_manifest(&tracked.path)?;
             report.chunks = manifest.chunks.len() as u64;
-            report.missing_chunks =
-                manifest.chunks.iter().filter(|c| !repo.store.contains(&c.sha256)).count() as u64;
+            report.missing_chunks = manifest
+                .chunks
+                .iter()
+                .filter(|c| !repo.store.contains(&c.sha256))
+                .count() as u64;
             report.state = if !tracked.exists {
                 State::Missing
             } else if size != manifest.size {
@@ -81,7 +88,17 @@ pub fn content_hash(repo: &Repo, index: &Index, file: &str) -> Result<crate::chu
     if let Some(hash) = index.known_hash(file, &stamp) {
         return Ok(hash);
     }
-    let hashed = hash_file(&path, file, &repo.config.chunking, Storing::Nothing, &mut Reporter::silent())?;
-    index.record(file, &hashed.stamp.expect("set after hashing"), &hashed.digest())?;
+    let hashed = hash_file(
+        &path,
+        file,
+        &repo.config.chunking,
+        Storing::Nothing,
+        &mut Reporter::silent(),
+    )?;
+    index.record(
+        file,
+        &hashed.stamp.expect("set after hashing"),
+        &hashed.digest(),
+    )?;
     Ok(hashed.digest())
 }

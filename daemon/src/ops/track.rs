@@ -29,7 +29,10 @@ pub fn untrack(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Vec<Strin
         let rel = repo.relative(cwd, arg)?;
         let candidates = [rel.clone(), format!("{rel}/**")];
         let before = repo.config.track.patterns.len();
-        repo.config.track.patterns.retain(|p| !candidates.contains(p));
+        repo.config
+            .track
+            .patterns
+            .retain(|p| !candidates.contains(p));
         if repo.config.track.patterns.len() == before {
             return Err(Error::NotTracked { path: rel });
         }
@@ -42,8 +45,15 @@ pub fn untrack(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Vec<Strin
 
 fn to_pattern(repo: &Repo, cwd: &Path, arg: &str) -> Result<String> {
     let rel = repo.relative(cwd, arg)?;
-    if rel.is_empty() || rel == repo::SHARD_DIR || rel.starts_with(".shard/") || rel.starts_with(".git/") {
-        return Err(Error::OutsideRepository { path: cwd.join(arg), root: repo.root.clone() });
+    if rel.is_empty()
+        || rel == repo::SHARD_DIR
+        || rel.starts_with(".shard/")
+        || rel.starts_with(".git/")
+    {
+        return Err(Error::OutsideRepository {
+            path: cwd.join(arg),
+            root: repo.root.clone(),
+        });
     }
     if repo::is_glob(&rel) {
         repo::check_pattern(&rel)?;

@@ -12,11 +12,11 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::chunk::{ChunkHash, codec};
 use crate::error::{Error, Result};
+use crate::git::Git;
 use crate::index::Index;
+use crate::manifest::{Manifest, SUFFIX};
 use crate::ops::Reporter;
 use crate::ops::checkout::{self, CheckoutReport};
-use crate::git::Git;
-use crate::manifest::{Manifest, SUFFIX};
 use crate::repo::Repo;
 use crate::store::remote::{self, Remote};
 
@@ -63,8 +63,15 @@ pub enum Selection {
 pub fn select(repo: &Repo, selection: &Selection) -> Result<Vec<(String, Manifest)>> {
     match selection {
         Selection::Files(files) => {
-            let files = if files.is_empty() { checkout::all_files(repo)? } else { files.clone() };
-            files.into_iter().map(|f| Ok((f.clone(), repo.read_manifest(&f)?))).collect()
+            let files = if files.is_empty() {
+                checkout::all_files(repo)?
+            } else {
+                files.clone()
+            };
+            files
+                .into_iter()
+                .map(|f| Ok((f.clone(), repo.read_manifest(&f)?)))
+                .collect()
         }
         Selection::Revisions(args) => {
             let git = Git::open(&repo.root)?;
@@ -79,7 +86,8 @@ pub fn select(repo: &Repo, selection: &Selection) -> Result<Vec<(String, Manifes
             let git = Git::open(&repo.root)?;
             let mut out = Vec::new();
             for path in git.changed_paths(old, new, SUFFIX)? {
-                let Ok(rel) = repo.relative(&repo.root, &git.abs(&path).display().to_string()) else {
+                let Ok(rel) = repo.relative(&repo.root, &git.abs(&path).display().to_string())
+                else {
                     continue; // Outside this NeuroShard repository.
                 };
                 let file = rel.strip_suffix(SUFFIX).unwrap_or(&rel).to_owned();
@@ -116,7 +124,10 @@ pub async fn push(
 ) -> Result<TransferReport> {
     let needed = needed_chunks(&manifests);
     if let Some((hash, file)) = needed.iter().find(|(h, _)| !repo.store.contains(h)) {
-        return Err(Error::ChunkMissing { hash: *hash, file: file.clone() });
+        return Err(Error::ChunkMissing {
+            hash: *hash,
+            file: file.clone(),
+        });
     }
     remote.check().await?;
     let ids: Vec<ChunkHash> = needed.iter().map(|(h, _)| *h).collect();
@@ -135,7 +146,13 @@ pub async fn push(
     while let Some(sent) = uploads.try_next().await? {
         report.chunks_transferred += 1;
         report.bytes_transferred += sent;
-        reporter.report("uploading", "", report.chunks_transferred, total, shard_proto::ProgressUnit::Chunks);
+        reporter.report(
+            "uploading",
+            "",
+            report.chunks_transferred,
+            total,
+            shard_proto::ProgressUnit::Chunks,
+        );
     }
     Ok(report)
 }
@@ -168,8 +185,11 @@ pub async fn pull(
 ) -> Result<TransferReport> {
     let (jobs, force) = options;
     let needed = needed_chunks(&manifests);
-    let missing: Vec<ChunkHash> =
-        needed.iter().map(|(h, _)| *h).filter(|h| !repo.store.contains(h)).collect();
+    let missing: Vec<ChunkHash> = needed
+        .iter()
+        .map(|(h, _)| *h)
+        .filter(|h| !repo.store.contains(h))
+        .collect();
     // A remote is only needed when something is missing (a hook after a local branch switch
     // must work without one).
     let remote = match remote {
@@ -194,7 +214,13 @@ pub async fn pull(
     while let Some(received) = downloads.try_next().await? {
         report.chunks_transferred += 1;
         report.bytes_transferred += received;
-        reporter.report("downloading", "", report.chunks_transferred, total, shard_proto::ProgressUnit::Chunks);
+        reporter.report(
+            "downloading",
+            "",
+            report.chunks_transferred,
+            total,
+            shard_proto::ProgressUnit::Chunks,
+        );
     }
     drop(downloads);
     let checkout_report = tokio::task::spawn_blocking(move || {
@@ -213,8 +239,12 @@ async fn download(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> 
     let store = repo.store.clone();
     let name = remote.describe();
     tokio::task::spawn_blocking(move || -> Result<()> {
-        let _ = codec::decode_verified(&object, &hash)
-            .map_err(|source| remote::Error::Corrupt { remote: name, hash, source })?;
+        let _ =
+            codec::decode_verified(&object, &hash).map_err(|source| remote::Error::Corrupt {
+                remote: name,
+                hash,
+                source,
+            })?;
         let _ = store.put_object(&hash, &object)?;
         Ok(())
     })

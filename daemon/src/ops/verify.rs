@@ -83,19 +83,29 @@ fn needs(repo: &Repo, all: bool) -> Result<(BTreeMap<ChunkHash, Vec<String>>, u3
 pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<VerifyReport> {
     let (needs, manifests) = needs(repo, all)?;
     let stored = repo.store.list()?;
-    let mut report = VerifyReport { location: "local".into(), manifests, ..VerifyReport::default() };
+    let mut report = VerifyReport {
+        location: "local".into(),
+        manifests,
+        ..VerifyReport::default()
+    };
     let present: HashSet<ChunkHash> = stored.iter().map(|o| o.hash).collect();
     let total = stored.len() as u64;
     for (i, object) in stored.iter().enumerate() {
         reporter.report("verifying", "", i as u64 + 1, total, ProgressUnit::Chunks);
         report.chunks_checked += 1;
-        if matches!(repo.store.read_chunk(&object.hash), Err(crate::store::Error::Corrupt { .. })) {
+        if matches!(
+            repo.store.read_chunk(&object.hash),
+            Err(crate::store::Error::Corrupt { .. })
+        ) {
             let path = repo.store.object_path(&object.hash);
             report.problems.push(Problem {
                 kind: ProblemKind::Corrupt,
                 chunk: object.hash,
                 files: needs.get(&object.hash).cloned().unwrap_or_default(),
-                hint: format!("delete {} and run `nshard pull` to fetch a good copy", path.display()),
+                hint: format!(
+                    "delete {} and run `nshard pull` to fetch a good copy",
+                    path.display()
+                ),
             });
         }
     }
@@ -113,23 +123,40 @@ pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<V
 }
 
 /// Verifies a remote: every needed chunk is downloaded and hashed.
-pub async fn verify_remote(repo: Repo, remote: Remote, all: bool, reporter: &mut Reporter) -> Result<VerifyReport> {
+pub async fn verify_remote(
+    repo: Repo,
+    remote: Remote,
+    all: bool,
+    reporter: &mut Reporter,
+) -> Result<VerifyReport> {
     let scan = repo.clone();
     let (needs, manifests) = tokio::task::spawn_blocking(move || needs(&scan, all))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
     remote.check().await?;
-    let mut report = VerifyReport { location: remote.describe(), manifests, ..VerifyReport::default() };
+    let mut report = VerifyReport {
+        location: remote.describe(),
+        manifests,
+        ..VerifyReport::default()
+    };
     let total = needs.len() as u64;
     let mut checks = futures::stream::iter(needs.keys().copied())
         .map(|hash| check_remote_chunk(&remote, hash))
         .buffer_unordered(REMOTE_JOBS);
     while let Some((hash, kind)) = checks.try_next().await? {
         report.chunks_checked += 1;
-        reporter.report("verifying", "", report.chunks_checked, total, ProgressUnit::Chunks);
+        reporter.report(
+            "verifying",
+            "",
+            report.chunks_checked,
+            total,
+            ProgressUnit::Chunks,
+        );
         if let Some(kind) = kind {
             let hint = match kind {
-                ProblemKind::Corrupt => "run `nshard push` from a clone with a good copy after deleting the remote's copy",
+                ProblemKind::Corrupt => {
+                    "run `nshard push` from a clone with a good copy after deleting the remote's copy"
+                }
                 ProblemKind::Missing => "run `nshard push` from a clone that has it",
             };
             report.problems.push(Problem {
@@ -144,12 +171,16 @@ pub async fn verify_remote(repo: Repo, remote: Remote, all: bool, reporter: &mut
     Ok(report)
 }
 
-async fn check_remote_chunk(remote: &Remote, hash: ChunkHash) -> Result<(ChunkHash, Option<ProblemKind>)> {
+async fn check_remote_chunk(
+    remote: &Remote,
+    hash: ChunkHash,
+) -> Result<(ChunkHash, Option<ProblemKind>)> {
     match remote.get(&hash).await {
         Ok(object) => {
-            let verdict = tokio::task::spawn_blocking(move || codec::decode_verified(&object, &hash).is_ok())
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let verdict =
+                tokio::task::spawn_blocking(move || codec::decode_verified(&object, &hash).is_ok())
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok((hash, (!verdict).then_some(ProblemKind::Corrupt)))
         }
         Err(remote::Error::NotFound { .. }) => Ok((hash, Some(ProblemKind::Missing))),

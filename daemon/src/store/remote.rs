@@ -18,7 +18,9 @@ pub use http::HttpRemote;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL is not one we understand.
-    #[error("`{0}` is not a remote URL: use http(s)://host:port, a directory, file:///path or s3://bucket/prefix")]
+    #[error(
+        "`{0}` is not a remote URL: use http(s)://host:port, a directory, file:///path or s3://bucket/prefix"
+    )]
     BadUrl(String),
     /// Nothing answered.
     #[error("remote {remote} is unreachable: is the server running and the URL right?")]
@@ -30,7 +32,9 @@ pub enum Error {
         source: reqwest::Error,
     },
     /// The server refused our credentials.
-    #[error("remote {remote} refused the request ({status}): set NSHARD_TOKEN to a valid {need} token")]
+    #[error(
+        "remote {remote} refused the request ({status}): set NSHARD_TOKEN to a valid {need} token"
+    )]
     Auth {
         /// The remote.
         remote: String,
@@ -86,13 +90,17 @@ pub enum Error {
         source: object_store::Error,
     },
     /// The bucket does not exist.
-    #[error("the bucket of remote {remote} does not exist: create it first (or check AWS_ENDPOINT_URL)")]
+    #[error(
+        "the bucket of remote {remote} does not exist: create it first (or check AWS_ENDPOINT_URL)"
+    )]
     NoBucket {
         /// The remote.
         remote: String,
     },
     /// The object store refused our credentials.
-    #[error("remote {remote} refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    #[error(
+        "remote {remote} refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
     Denied {
         /// The remote.
         remote: String,
@@ -115,9 +123,10 @@ impl Error {
         match self {
             Self::Unreachable { .. } => true,
             Self::Rejected { status, .. } => *status >= 500 || *status == 429,
-            Self::Object { source, .. } => {
-                !matches!(source, object_store::Error::NotFound { .. } | object_store::Error::Generic { .. })
-            }
+            Self::Object { source, .. } => !matches!(
+                source,
+                object_store::Error::NotFound { .. } | object_store::Error::Generic { .. }
+            ),
             _ => false,
         }
     }
@@ -153,7 +162,10 @@ impl Remote {
     /// `env` (the caller's environment).
     pub fn open(url: &str, cwd: &Path, env: &HashMap<String, String>) -> Result<Self, Error> {
         if url.starts_with("http://") || url.starts_with("https://") {
-            return Ok(Self::Http(HttpRemote::new(url, env.get("NSHARD_TOKEN").cloned())?));
+            return Ok(Self::Http(HttpRemote::new(
+                url,
+                env.get("NSHARD_TOKEN").cloned(),
+            )?));
         }
         if url.starts_with("s3://") {
             return ObjectBackend::from_url(url, env)
@@ -188,11 +200,17 @@ impl Remote {
                 remote: self.describe(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("directory {} does not exist (create it first)", d.root().display()),
+                    format!(
+                        "directory {} does not exist (create it first)",
+                        d.root().display()
+                    ),
                 ),
             }),
             Self::Dir(_) => Ok(()),
-            Self::S3(s) => s.list_probe().await.map_err(|source| self.object_error(source)),
+            Self::S3(s) => s
+                .list_probe()
+                .await
+                .map_err(|source| self.object_error(source)),
         }
     }
 
@@ -204,7 +222,10 @@ impl Remote {
             Self::S3(s) => {
                 let mut out = Vec::new();
                 for id in ids {
-                    let present = s.contains(id).await.map_err(|source| self.object_error(source))?;
+                    let present = s
+                        .contains(id)
+                        .await
+                        .map_err(|source| self.object_error(source))?;
                     if !present {
                         out.push(*id);
                     }
@@ -225,21 +246,33 @@ impl Remote {
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))
                     .and_then(|r| r);
-                result.map(drop).map_err(|source| Error::Dir { remote: self.describe(), source })
+                result.map(drop).map_err(|source| Error::Dir {
+                    remote: self.describe(),
+                    source,
+                })
             }
-            Self::S3(s) => s.put(hash, object).await.map_err(|source| self.object_error(source)),
+            Self::S3(s) => s
+                .put(hash, object)
+                .await
+                .map_err(|source| self.object_error(source)),
         }
     }
 
     /// Downloads an encoded object (unverified: the caller verifies).
     pub async fn get(&self, hash: &ChunkHash) -> Result<Bytes, Error> {
-        let not_found = || Error::NotFound { remote: self.describe(), hash: *hash };
+        let not_found = || Error::NotFound {
+            remote: self.describe(),
+            hash: *hash,
+        };
         match self {
             Self::Http(h) => h.get(hash).await,
             Self::Dir(d) => match tokio::fs::read(d.object_path(hash)).await {
                 Ok(bytes) => Ok(Bytes::from(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
-                Err(source) => Err(Error::Dir { remote: self.describe(), source }),
+                Err(source) => Err(Error::Dir {
+                    remote: self.describe(),
+                    source,
+                }),
             },
             Self::S3(s) => s
                 .get(hash)
@@ -259,8 +292,10 @@ fn object_error(remote: String, source: object_store::Error) -> Error {
     let text = source.to_string();
     if text.contains("NoSuchBucket") {
         Error::NoBucket { remote }
-    } else if matches!(source, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
-        || text.contains("SignatureDoesNotMatch")
+    } else if matches!(
+        source,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || text.contains("SignatureDoesNotMatch")
         || text.contains("InvalidAccessKeyId")
     {
         Error::Denied { remote }

@@ -50,8 +50,15 @@ impl HttpRemote {
             .timeout(REQUEST_TIMEOUT)
             .pool_max_idle_per_host(32)
             .build()
-            .map_err(|source| Error::Unreachable { remote: url.to_owned(), source })?;
-        Ok(Self { base: url.trim_end_matches('/').to_owned(), token, client })
+            .map_err(|source| Error::Unreachable {
+                remote: url.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_owned(),
+            token,
+            client,
+        })
     }
 
     /// The base URL.
@@ -69,7 +76,10 @@ impl HttpRemote {
     }
 
     fn unreachable(&self, source: reqwest::Error) -> Error {
-        Error::Unreachable { remote: self.base.clone(), source }
+        Error::Unreachable {
+            remote: self.base.clone(),
+            source,
+        }
     }
 
     /// `GET /v1/health`.
@@ -81,10 +91,15 @@ impl HttpRemote {
             .map_err(|e| self.unreachable(e))?;
         match response.status() {
             s if s.is_success() => Ok(()),
-            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                Err(Error::Auth { remote: self.base.clone(), status: s.as_u16(), need: "read" })
-            }
-            s => Err(Error::BadResponse { remote: self.base.clone(), detail: format!("health answered {s}") }),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Error::Auth {
+                remote: self.base.clone(),
+                status: s.as_u16(),
+                need: "read",
+            }),
+            s => Err(Error::BadResponse {
+                remote: self.base.clone(),
+                detail: format!("health answered {s}"),
+            }),
         }
     }
 
@@ -92,7 +107,9 @@ impl HttpRemote {
     pub async fn missing(&self, ids: &[ChunkHash]) -> Result<Vec<ChunkHash>, Error> {
         let mut out = Vec::new();
         for batch in ids.chunks(MISSING_BATCH) {
-            let body = MissingRequest { chunks: batch.iter().map(ChunkHash::to_hex).collect() };
+            let body = MissingRequest {
+                chunks: batch.iter().map(ChunkHash::to_hex).collect(),
+            };
             let response = self
                 .request(reqwest::Method::POST, "/v1/chunks/missing")
                 .json(&body)
@@ -101,13 +118,19 @@ impl HttpRemote {
                 .map_err(|e| self.unreachable(e))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(Error::Auth { remote: self.base.clone(), status: status.as_u16(), need: "read" });
+                return Err(Error::Auth {
+                    remote: self.base.clone(),
+                    status: status.as_u16(),
+                    need: "read",
+                });
             }
             if !status.is_success() {
                 return Err(self.bad(format!("missing-chunks query answered {status}")));
             }
-            let parsed: MissingResponse =
-                response.json().await.map_err(|e| self.bad(format!("missing-chunks body: {e}")))?;
+            let parsed: MissingResponse = response
+                .json()
+                .await
+                .map_err(|e| self.bad(format!("missing-chunks body: {e}")))?;
             for hex in parsed.missing {
                 let hash: ChunkHash = hex.parse().map_err(|e| self.bad(format!("{e}")))?;
                 if !batch.contains(&hash) {
@@ -133,7 +156,11 @@ impl HttpRemote {
             return Ok(());
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Error::Auth { remote: self.base.clone(), status: status.as_u16(), need: "read-write" });
+            return Err(Error::Auth {
+                remote: self.base.clone(),
+                status: status.as_u16(),
+                need: "read-write",
+            });
         }
         Err(self.rejected(hash, response).await)
     }
@@ -147,10 +174,17 @@ impl HttpRemote {
             .map_err(|e| self.unreachable(e))?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
-            return Err(Error::NotFound { remote: self.base.clone(), hash: *hash });
+            return Err(Error::NotFound {
+                remote: self.base.clone(),
+                hash: *hash,
+            });
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Error::Auth { remote: self.base.clone(), status: status.as_u16(), need: "read" });
+            return Err(Error::Auth {
+                remote: self.base.clone(),
+                status: status.as_u16(),
+                need: "read",
+            });
         }
         if !status.is_success() {
             return Err(self.rejected(hash, response).await);
@@ -164,10 +198,18 @@ impl HttpRemote {
             Ok(body) => body.error,
             Err(_) => "no explanation".to_owned(),
         };
-        Error::Rejected { remote: self.base.clone(), hash: *hash, status, message }
+        Error::Rejected {
+            remote: self.base.clone(),
+            hash: *hash,
+            status,
+            message,
+        }
     }
 
     fn bad(&self, detail: String) -> Error {
-        Error::BadResponse { remote: self.base.clone(), detail }
+        Error::BadResponse {
+            remote: self.base.clone(),
+            detail,
+        }
     }
 }
