@@ -9,6 +9,7 @@ pub mod gitignore;
 pub mod hashing;
 pub mod history;
 pub mod hooks;
+pub mod parallel;
 pub mod status;
 pub mod track;
 pub mod transfer;

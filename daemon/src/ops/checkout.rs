@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{persist, temp_sibling, with_path};
 use crate::index::{FileStamp, Index};
 use crate::manifest::Manifest;
-use crate::ops::Reporter;
+use crate::ops::{Reporter, parallel};
 use crate::ops::history::all_history_manifests;
 use crate::ops::status::content_hash;
 use crate::repo::Repo;
@@ -145,13 +145,22 @@ fn write_file(
     let mut done = 0u64;
     {
         let mut out = std::io::BufWriter::with_capacity(8 << 20, tmp.as_file_mut());
-        for chunk in &manifest.chunks {
-            let data = read_chunk(repo, &chunk.sha256, file)?;
-            whole.update(&data);
-            out.write_all(&data).map_err(|e| with_path(e, path))?;
-            done += data.len() as u64;
-            reporter.bytes("checking out", file, done, manifest.size);
-        }
+        // Chunks are read, decompressed and verified in parallel; this thread writes them in
+        // order and hashes the whole file.
+        let workers = parallel::workers();
+        parallel::ordered(
+            &manifest.chunks,
+            workers,
+            2 * workers,
+            |chunk| read_chunk(repo, &chunk.sha256, file),
+            |data| {
+                whole.update(&data);
+                out.write_all(&data).map_err(|e| with_path(e, path))?;
+                done += data.len() as u64;
+                reporter.bytes("checking out", file, done, manifest.size);
+                Ok(())
+            },
+        )?;
         out.flush().map_err(|e| with_path(e, path))?;
     }
     if ChunkHash::from_hasher(whole) != manifest.sha256 {
