@@ -39,3 +39,11 @@ mod index;
 mod daemon;
 // The command line itself: usage errors, help, versions, and the thin-client dependency check.
 mod cli;
+// Fixtures of the remote tests: two clones of one Git repository, shard-server and moto S3.
+mod remote_fixtures;
+// Push and pull through `shard-server` over a directory: edits, tokens, corruption, crashes.
+mod remote_server;
+// Directory remotes (path, file://) and named remotes, `.shardconfig` team defaults.
+mod remote_dir;
+// S3 remotes through moto: directly via s3:// and as shard-server's storage.
+mod remote_s3;

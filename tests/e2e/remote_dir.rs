@@ -1,0 +1,164 @@
+//! Directory remotes (an NFS share, a USB disk) given as a plain path or a `file://` URL, and
+//! named remotes: `nshard remote add`, the default remote, and the team default committed in
+//! `.shardconfig` so a colleague's fresh clone pulls with no flag and no `nshard init`.
+
+use std::path::Path;
+
+use crate::remote_fixtures::{
+    FILE, MANIFEST, assert_same, chunks_of, count, machine_a, machine_b, objects_in, publish,
+};
+use crate::sandbox::{MIB, random_bytes};
+
+/// A pushes to the directory `dir` as `url_a` names it, B pulls from it as `url_b` names it.
+fn exchange_through(dir: &Path, url_a: &str, url_b: &str, seed: u64) {
+    let data = random_bytes(seed, 6 * MIB);
+    let a = machine_a();
+    publish(&a, FILE, &data, "v1");
+    let total = chunks_of(&a, FILE);
+
+    let pushed = a.json(&["push", "--remote", url_a, "--json"]);
+    assert_eq!(count(&pushed, "chunks_transferred"), total, "{pushed:#}");
+    assert_eq!(
+        objects_in(dir).len() as u64,
+        total,
+        "the remote's layout changed"
+    );
+    let again = a.json(&["push", "--remote", url_a, "--json"]);
+    assert_eq!(count(&again, "chunks_transferred"), 0, "{again:#}");
+    assert_eq!(count(&again, "chunks_present"), total, "{again:#}");
+
+    let b = machine_b(&a);
+    let pulled = b.json(&["pull", MANIFEST, "--remote", url_b, "--json"]);
+    assert_eq!(count(&pulled, "chunks_transferred"), total, "{pulled:#}");
+    assert_same(&b, FILE, &data);
+    assert_eq!(b.json(&["status", "--json"])["files"][0]["state"], "clean");
+}
+
+/// A directory outside both machines' sandboxes, so each names it its own way.
+fn shared_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ns-share")
+        .tempdir()
+        .unwrap()
+}
+
+#[test]
+fn push_and_pull_through_a_plain_directory_path() {
+    let share = shared_dir();
+    let dir = share.path().canonicalize().unwrap();
+    let path = dir.to_str().unwrap();
+    exchange_through(&dir, path, path, 400);
+}
+
+#[test]
+fn push_and_pull_through_a_file_url() {
+    let share = shared_dir();
+    let dir = share.path().canonicalize().unwrap();
+    let url = format!("file://{}", dir.display());
+    exchange_through(&dir, &url, &url, 401);
+}
+
+#[test]
+fn a_relative_directory_path_is_relative_to_the_working_directory() {
+    let data = random_bytes(402, 2 * MIB);
+    let a = machine_a();
+    publish(&a, FILE, &data, "v1");
+    std::fs::create_dir(a.base().join("usb")).unwrap();
+
+    let _ = a.ok(&["push", "--remote", "../usb"]);
+
+    assert_eq!(
+        objects_in(&a.base().join("usb")).len() as u64,
+        chunks_of(&a, FILE)
+    );
+    let b = machine_b(&a);
+    let _ = b.ok(&["pull", "--remote", a.base().join("usb").to_str().unwrap()]);
+    assert_same(&b, FILE, &data);
+}
+
+#[test]
+fn a_missing_directory_remote_is_refused() {
+    let a = machine_a();
+    publish(&a, FILE, &random_bytes(403, MIB), "v1");
+    let missing = a.base().join("not-mounted");
+
+    let message = a.fails(&["push", "--remote", missing.to_str().unwrap()]);
+
+    assert!(
+        message.contains("not-mounted"),
+        "the remote is not named: {message}"
+    );
+    assert!(!missing.exists(), "push created the remote directory");
+}
+
+#[test]
+fn origin_is_the_default_remote_and_names_work_as_urls() {
+    let data = random_bytes(404, 2 * MIB);
+    let a = machine_a();
+    publish(&a, FILE, &data, "v1");
+    let share = shared_dir();
+    let dir = share.path().canonicalize().unwrap();
+    let other = a.base().join("backup");
+    std::fs::create_dir(&other).unwrap();
+    let _ = a.ok(&["remote", "add", "backup", other.to_str().unwrap()]);
+    let _ = a.ok(&["remote", "add", "origin", dir.to_str().unwrap()]);
+
+    // Two remotes, none marked: `origin` is the default, as in Git.
+    let pushed = a.json(&["push", "--json"]);
+    assert_eq!(
+        count(&pushed, "chunks_transferred"),
+        chunks_of(&a, FILE),
+        "{pushed:#}"
+    );
+    assert_eq!(objects_in(&dir).len() as u64, chunks_of(&a, FILE));
+    assert!(
+        objects_in(&other).is_empty(),
+        "the default push went to backup"
+    );
+    let _ = a.ok(&["push", "--remote", "backup"]);
+    assert_eq!(objects_in(&other).len() as u64, chunks_of(&a, FILE));
+
+    // B has no remote yet: a clear error, then the same name works there too.
+    let b = machine_b(&a);
+    let message = b.fails(&["pull"]);
+    assert!(message.contains("remote"), "{message}");
+    let _ = b.ok(&["remote", "add", "origin", dir.to_str().unwrap()]);
+    let list = b.json(&["remote", "list", "--json"]);
+    assert_eq!(list["remotes"][0]["name"], "origin", "{list:#}");
+    let _ = b.ok(&["pull", MANIFEST]);
+    assert_same(&b, FILE, &data);
+}
+
+#[test]
+fn a_committed_shardconfig_lets_a_fresh_clone_pull_with_no_flag() {
+    let data = random_bytes(405, 2 * MIB);
+    let a = machine_a();
+    let share = shared_dir();
+    let dir = share.path().canonicalize().unwrap();
+    let url = format!("file://{}", dir.display());
+    let _ = a.ok(&["remote", "add", "team", &url, "--shared", "--default"]);
+    assert!(
+        a.path(".shardconfig").is_file(),
+        "--shared writes .shardconfig"
+    );
+    publish(&a, FILE, &data, "v1");
+    let tracked = a.git(&["ls-files"]);
+    assert!(tracked.lines().any(|l| l == ".shardconfig"), "{tracked}");
+    let _ = a.ok(&["push"]);
+    assert_eq!(objects_in(&dir).len() as u64, chunks_of(&a, FILE));
+
+    let b = machine_b(&a);
+    let list = b.json(&["remote", "list", "--json"]);
+    let team = &list["remotes"][0];
+    assert_eq!(team["name"], "team", "{list:#}");
+    assert_eq!(team["url"], url.as_str(), "{list:#}");
+    assert_eq!(team["default"], true, "{list:#}");
+    let pulled = b.json(&["pull", "--json"]);
+
+    assert_eq!(
+        count(&pulled, "chunks_transferred"),
+        chunks_of(&a, FILE),
+        "{pulled:#}"
+    );
+    assert_same(&b, FILE, &data);
+}
