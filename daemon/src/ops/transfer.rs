@@ -131,7 +131,7 @@ pub async fn push(
     }
     remote.check().await?;
     let ids: Vec<ChunkHash> = needed.iter().map(|(h, _)| *h).collect();
-    let missing = remote.missing(&ids).await?;
+    let missing = remote.missing(&ids).await.map_err(remote::Error::when_writing)?;
     let mut report = TransferReport {
         remote: remote.describe(),
         chunks_total: ids.len() as u64,

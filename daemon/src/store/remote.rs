@@ -23,25 +23,23 @@ pub enum Error {
     )]
     BadUrl(String),
     /// Nothing answered.
-    #[error("remote {remote} is unreachable: is the server running and the URL right?")]
+    #[error("remote {remote} is unreachable ({reason}): is the server running and the URL right?")]
     Unreachable {
         /// The remote.
         remote: String,
-        /// The transport error.
-        #[source]
-        source: reqwest::Error,
+        /// A short reason ("connection refused", "timed out", ...); the full transport error
+        /// is logged by the daemon.
+        reason: String,
     },
     /// The server refused our credentials.
-    #[error(
-        "remote {remote} refused the request ({status}): set NSHARD_TOKEN to a valid {need} token"
-    )]
+    #[error("remote {remote} refused the request ({status}): {advice}")]
     Auth {
         /// The remote.
         remote: String,
         /// The HTTP status.
         status: u16,
-        /// "read-write" or "read".
-        need: &'static str,
+        /// What to do about it.
+        advice: &'static str,
     },
     /// The remote does not have a chunk.
     #[error("chunk {hash:#} is not on remote {remote}: push it from a clone that has it")]
@@ -128,6 +126,16 @@ impl Error {
                 object_store::Error::NotFound { .. } | object_store::Error::Generic { .. }
             ),
             _ => false,
+        }
+    }
+
+    /// The same error for an operation that writes (a push's queries need a read-write
+    /// token, so that is what the advice asks for).
+    #[must_use]
+    pub fn when_writing(self) -> Self {
+        match self {
+            Self::Auth { remote, status, .. } => refused(&remote, status, true),
+            other => other,
         }
     }
 
@@ -285,6 +293,48 @@ impl Remote {
     fn object_error(&self, source: object_store::Error) -> Error {
         object_error(self.describe(), source)
     }
+}
+
+/// A transport failure as one short phrase (the chain is logged, not shown).
+#[must_use]
+pub fn unreachable(remote: &str, error: &reqwest::Error) -> Error {
+    tracing::debug!(remote, error = ?error, "remote request failed");
+    let chain = {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text.to_ascii_lowercase()
+    };
+    let reason = if error.is_timeout() || chain.contains("timed out") {
+        "timed out"
+    } else if chain.contains("refused") {
+        "connection refused"
+    } else if chain.contains("dns") || chain.contains("resolve") || chain.contains("lookup") {
+        "cannot resolve the host"
+    } else if chain.contains("reset") || chain.contains("closed") || chain.contains("broken pipe") {
+        "the connection was cut"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    Error::Unreachable { remote: remote.to_owned(), reason: reason.to_owned() }
+}
+
+/// The credential error for an HTTP 401/403, with advice that fits what was attempted.
+#[must_use]
+pub fn refused(remote: &str, status: u16, writing: bool) -> Error {
+    let advice = match (status, writing) {
+        (403, true) => "NSHARD_TOKEN is read-only: use a read-write token to push",
+        (403, false) => "NSHARD_TOKEN may not read from it: ask for a read token",
+        (_, true) => "set NSHARD_TOKEN to a read-write token it accepts",
+        (_, false) => "set NSHARD_TOKEN to a token it accepts",
+    };
+    Error::Auth { remote: remote.to_owned(), status, advice }
 }
 
 /// Classifies an `object_store` failure into the errors users can act on.

@@ -50,10 +50,7 @@ impl HttpRemote {
             .timeout(REQUEST_TIMEOUT)
             .pool_max_idle_per_host(32)
             .build()
-            .map_err(|source| Error::Unreachable {
-                remote: url.to_owned(),
-                source,
-            })?;
+            .map_err(|e| super::unreachable(url, &e))?;
         Ok(Self {
             base: url.trim_end_matches('/').to_owned(),
             token,
@@ -75,11 +72,8 @@ impl HttpRemote {
         }
     }
 
-    fn unreachable(&self, source: reqwest::Error) -> Error {
-        Error::Unreachable {
-            remote: self.base.clone(),
-            source,
-        }
+    fn unreachable(&self, error: reqwest::Error) -> Error {
+        super::unreachable(&self.base, &error)
     }
 
     /// `GET /v1/health`.
@@ -91,11 +85,7 @@ impl HttpRemote {
             .map_err(|e| self.unreachable(e))?;
         match response.status() {
             s if s.is_success() => Ok(()),
-            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Error::Auth {
-                remote: self.base.clone(),
-                status: s.as_u16(),
-                need: "read",
-            }),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(super::refused(&self.base, s.as_u16(), false)),
             s => Err(Error::BadResponse {
                 remote: self.base.clone(),
                 detail: format!("health answered {s}"),
@@ -118,11 +108,7 @@ impl HttpRemote {
                 .map_err(|e| self.unreachable(e))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(Error::Auth {
-                    remote: self.base.clone(),
-                    status: status.as_u16(),
-                    need: "read",
-                });
+                return Err(super::refused(&self.base, status.as_u16(), false));
             }
             if !status.is_success() {
                 return Err(self.bad(format!("missing-chunks query answered {status}")));
@@ -156,11 +142,7 @@ impl HttpRemote {
             return Ok(());
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Error::Auth {
-                remote: self.base.clone(),
-                status: status.as_u16(),
-                need: "read-write",
-            });
+            return Err(super::refused(&self.base, status.as_u16(), true));
         }
         Err(self.rejected(hash, response).await)
     }
@@ -180,11 +162,7 @@ impl HttpRemote {
             });
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Error::Auth {
-                remote: self.base.clone(),
-                status: status.as_u16(),
-                need: "read",
-            });
+            return Err(super::refused(&self.base, status.as_u16(), false));
         }
         if !status.is_success() {
             return Err(self.rejected(hash, response).await);
