@@ -4,14 +4,17 @@
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use fs_err as fs;
 
 use crate::chunk::ChunkHash;
 use crate::chunk::cdc::Chunking;
 use crate::error::{Error, Result};
-use crate::manifest::ChunkRef;
+use crate::manifest::{ChunkRef, Manifest};
+use crate::repo::Repo;
 
 /// sled's page cache is sized for databases far larger than ours; 8 MiB keeps the idle daemon
 /// small while holding tens of thousands of file entries.
@@ -19,6 +22,12 @@ const CACHE_BYTES: u64 = 8 << 20;
 
 /// How long to wait for an index another (exiting) daemon still holds.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sled reports a held lock as an `Other` error whose text says so.
+fn is_locked(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock
+        || error.to_string().contains("could not acquire lock")
+}
 
 /// The identity of a file's content as far as a `stat` can tell: if any of these change, the
 /// content may have changed.
@@ -106,10 +115,15 @@ pub struct Prepared {
     pub stored_bytes: u64,
 }
 
+/// Parsed manifests by repository-relative file, with the stamp of the manifest file they
+/// were read from.
+type ManifestCache = HashMap<String, (FileStamp, Arc<Manifest>)>;
+
 /// A repository's index.
 #[derive(Clone)]
 pub struct Index {
     path: PathBuf,
+    manifests: Arc<Mutex<ManifestCache>>,
     files: sled::Tree,
     prepared: sled::Tree,
     deferred: sled::Tree,
@@ -126,15 +140,14 @@ impl Index {
                 Err(Error::Index {
                     source: sled::Error::Io(e),
                     ..
-                }) if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
+                }) if is_locked(&e) && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 Err(Error::Index {
                     source: sled::Error::Io(e),
                     path,
-                }) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                }) if is_locked(&e) => {
                     return Err(Error::IndexInUse { path });
                 }
                 other => return other,
@@ -170,11 +183,30 @@ impl Index {
         let deferred = db.open_tree("deferred")?;
         Ok(Self {
             path: dir.to_path_buf(),
+            manifests: Arc::default(),
             files,
             prepared,
             deferred,
             db,
         })
+    }
+
+    /// The manifest of `file`, parsed once and reused while the manifest file is unchanged
+    /// (so `status` on thousands of files does not re-parse thousands of manifests).
+    pub fn manifest(&self, repo: &Repo, file: &str) -> Result<Arc<Manifest>> {
+        let path = repo.abs(&format!("{file}{}", crate::manifest::SUFFIX));
+        let stamp = FileStamp::read(&path).ok();
+        let mut cache = self.manifests.lock().expect("no code panics while holding this lock");
+        if let (Some(stamp), Some((cached, manifest))) = (stamp, cache.get(file))
+            && *cached == stamp
+        {
+            return Ok(Arc::clone(manifest));
+        }
+        let manifest = Arc::new(repo.read_manifest(file)?);
+        if let Some(stamp) = stamp {
+            let _ = cache.insert(file.to_owned(), (stamp, Arc::clone(&manifest)));
+        }
+        Ok(manifest)
     }
 
     /// The content hash recorded for `file` if its stamp is still `stamp`.

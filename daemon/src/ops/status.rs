@@ -58,7 +58,7 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
             prepared,
         };
         if tracked.has_manifest {
-            let manifest = repo.read_manifest(&tracked.path)?;
+            let manifest = index.manifest(repo, &tracked.path)?;
             report.chunks = manifest.chunks.len() as u64;
             report.missing_chunks = manifest
                 .chunks
@@ -69,7 +69,9 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
                 State::Missing
             } else if size != manifest.size {
                 State::Modified
-            } else if content_hash(repo, index, &tracked.path)? == manifest.sha256 {
+            } else if stamp.and_then(|s| index.known_hash(&tracked.path, &s)) == Some(manifest.sha256)
+                || content_hash(repo, index, &tracked.path)? == manifest.sha256
+            {
                 State::Clean
             } else {
                 State::Modified
