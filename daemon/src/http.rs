@@ -7,15 +7,21 @@
 //! PUT  /v1/chunks/{hash}      encoded object; decoded and hash-checked first   rw token
 //! GET  /v1/chunks/{hash}      the stored object                                any token
 //! HEAD /v1/chunks/{hash}      200 / 404                                        any token
+//! PUT  /v1/manifests/{id}     a pushed manifest, id = SHA-256 of the body      rw token
 //! ```
 //!
 //! Statuses are listed in [`rejection`]. [`Server::bind`] binds first (port 0 works) so callers
-//! and tests learn the address before serving; [`serve`] does both.
+//! and tests learn the address before serving; [`serve`] does both. The same storage is
+//! maintained offline by [`gc`] (`shard-server gc`, keeping every chunk a stored manifest
+//! ([`roots`]) references) and checked by [`verify`] (`shard-server verify`).
 
 pub mod auth;
 pub mod backend;
+pub mod gc;
 pub mod handlers;
 pub mod rejection;
+pub mod roots;
+pub mod verify;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -27,7 +33,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +98,37 @@ pub enum Error {
     /// The server stopped with an I/O error.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
+    /// `gc` or `verify` was pointed at a directory that holds no chunk storage.
+    #[error("{} holds no chunk storage (it has no objects/ directory)", .0.display())]
+    NoStorage(PathBuf),
+    /// Reading, renewing or deleting stored objects failed during `gc` or `verify`.
+    #[error("chunk storage {location} failed")]
+    Maintenance {
+        /// The directory or `s3://` URL.
+        location: String,
+        /// Why.
+        #[source]
+        source: backend::Error,
+    },
+    /// A stored manifest could not be read, so gc stopped before deleting anything more.
+    #[error("gc stopped because a root of {location} cannot be read")]
+    Roots {
+        /// The directory or `s3://` URL.
+        location: String,
+        /// Why.
+        #[source]
+        source: roots::Error,
+    },
+    /// gc found no manifests at all, so it would delete every old chunk.
+    #[error(
+        "{location} holds no pushed manifests, so gc would delete every chunk older than the \
+         grace period: push with an nshard that uploads manifests first, or pass \
+         --allow-no-roots if the chunks really are garbage"
+    )]
+    NoRoots {
+        /// The directory or `s3://` URL.
+        location: String,
+    },
 }
 
 /// Everything `shard-server` needs to start.
@@ -219,6 +256,20 @@ impl Server {
     }
 }
 
+/// Opens `storage` for `gc` or `verify`: unlike serving, a directory must exist already (a
+/// typo must not look like an empty store).
+fn open_existing(storage: &Storage) -> Result<Backend, Error> {
+    if let Storage::Directory(path) = storage
+        && !path.join("objects").is_dir()
+    {
+        return Err(Error::NoStorage(path.clone()));
+    }
+    Backend::open(storage).map_err(|source| Error::Storage {
+        location: storage.to_string(),
+        source,
+    })
+}
+
 /// Binds and serves `config` until `shutdown` is cancelled.
 pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> Result<(), Error> {
     Server::bind(config).await?.run(shutdown).await
@@ -239,6 +290,7 @@ pub fn router(backend: Backend, auth: Auth, upload_slots: usize) -> Router {
                 .head(handlers::head_chunk)
                 .put(handlers::put_chunk),
         )
+        .route("/v1/manifests/{id}", put(handlers::put_manifest))
         .route_layer(middleware::from_fn_with_state(
             Arc::new(auth),
             auth::require_token,

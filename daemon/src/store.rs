@@ -4,12 +4,13 @@
 //!
 //! Every store shares one layout, `objects/<first two hex digits>/<64 hex digits>`, holding
 //! the encoded object of [`crate::chunk::codec`], so a directory remote can be copied into an
-//! S3 bucket (or served by `shard-server`) as it is.
+//! S3 bucket (or served by `shard-server`) as it is. Remotes also keep the manifests pushed to
+//! them, under `manifests/<first two hex digits>/<SHA-256 of the manifest bytes>` (see
+//! [`manifest_key`]): they are the roots `shard-server gc` keeps.
 
 pub mod local;
-pub mod remote;
 pub mod object;
-
+pub mod remote;
 
 use std::io;
 
@@ -40,4 +41,12 @@ pub enum Error {
 pub fn object_key(hash: &ChunkHash) -> String {
     let hex = hash.to_hex();
     format!("objects/{}/{hex}", &hex[..2])
+}
+
+/// The relative key of a pushed manifest inside a remote: `manifests/ab/abcdef…`, named by the
+/// SHA-256 of its bytes.
+#[must_use]
+pub fn manifest_key(id: &ChunkHash) -> String {
+    let hex = id.to_hex();
+    format!("manifests/{}/{hex}", &hex[..2])
 }

@@ -214,7 +214,7 @@ impl Drop for Spawned {
 }
 
 /// The built `shard-server`, beside the test executable's `target/<profile>/`.
-fn shard_server_bin() -> PathBuf {
+pub fn shard_server_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");
     let bin = exe
         .parent()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::remote_fixtures::{
     FILE, MANIFEST, Server, assert_same, chunk_ids, chunks_of, count, dead_port, machine_a,
-    machine_b, objects_in, ok_with, publish, run,
+    machine_b, objects_in, ok_with, publish, run, shard_server_bin,
 };
 use crate::sandbox::{MIB, expect_failure, random_bytes};
 
@@ -259,4 +259,38 @@ fn an_unreachable_server_is_named_and_nothing_hangs() {
     let message = b.fails(&["pull", MANIFEST, "--remote", &url]);
     assert!(message.contains(&url), "the remote is not named: {message}");
     assert!(!b.path(FILE).exists());
+}
+
+/// The server side of issue 5: a push stores its manifest (after its chunks) as a root, and
+/// `shard-server gc`, even with no grace period, keeps every chunk it references.
+#[test]
+fn pushed_manifests_are_roots_that_shard_server_gc_keeps() {
+    let a = machine_a();
+    publish(&a, FILE, &random_bytes(302, 8 * MIB), "v1");
+    let storage = a.base().join("server-data");
+    let server = Server::on_dir(&storage, &[]);
+    let _ = a.ok(&["push", "--remote", &server.url]);
+    let stored: Vec<_> = std::fs::read_dir(storage.join("manifests"))
+        .expect("a manifests/ directory")
+        .flat_map(|fanout| std::fs::read_dir(fanout.expect("entry").path()).expect("fan-out"))
+        .map(|entry| std::fs::read_to_string(entry.expect("entry").path()).expect("manifest"))
+        .collect();
+    let working = std::fs::read_to_string(a.path(MANIFEST)).expect("working manifest");
+    assert_eq!(stored, [working], "the pushed manifest, byte for byte");
+
+    let storage_arg = storage.to_str().expect("UTF-8 path");
+    let shard_server = |args: &[&str]| {
+        std::process::Command::new(shard_server_bin())
+            .args(args)
+            .args(["--storage", storage_arg])
+            .output()
+            .expect("run shard-server")
+    };
+    let gc = shard_server(&["gc", "--grace", "0s"]);
+    let said = String::from_utf8_lossy(&gc.stdout);
+    assert!(gc.status.success(), "{gc:?}");
+    assert!(said.contains("deleted 0 chunks"), "{said}");
+    assert_eq!(objects_in(&storage).len() as u64, chunks_of(&a, FILE));
+    let verify = shard_server(&["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
 }

@@ -3,6 +3,12 @@
 //!
 //! Both hold the same encoded objects under the same `objects/ab/<hash>` keys, and both only
 //! ever receive objects the handlers have already verified.
+//!
+//! Every time the server tells a client it may rely on a stored chunk (a `missing` query that
+//! finds it, a PUT of a chunk already stored) it renews the chunk's timestamp, the lease that
+//! protects it from [`super::gc`] for the grace period. On a directory that is one `utimensat`
+//! per chunk; on S3 it costs a server-side copy, so it is done only for objects older than
+//! [`S3_REFRESH_AFTER`]. The manifests (the roots gc keeps) are stored by [`super::roots`].
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -10,6 +16,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -18,12 +25,18 @@ use tokio::sync::Semaphore;
 use tokio_util::io::ReaderStream;
 
 use crate::chunk::ChunkHash;
-use crate::store::local::LocalStore;
-use crate::store::object::ObjectBackend;
+use crate::store::local::{LocalStore, StoredObject};
+use crate::store::object::{Listed, ObjectBackend};
 
 /// HEAD requests in flight at once while answering one `missing` query against S3: enough to
 /// hide the round trip, few enough not to trip the provider's request-rate limits.
 const S3_PROBES_IN_FLIGHT: usize = 32;
+
+/// On S3 a chunk's lease is renewed only when its `Last-Modified` is older than this: renewing
+/// costs two server-side copies, and a chunk renewed less than 10 minutes ago is still far
+/// inside the default 1-hour grace period of `shard-server gc`. The grace period must exceed
+/// the longest push plus this.
+pub const S3_REFRESH_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// Read size when streaming a local object: 16 times tokio's default, so a 16 MiB object takes
 /// 256 reads instead of 4096.
@@ -142,21 +155,29 @@ impl Backend {
     }
 
     /// The chunks of `hashes` that are not stored, in request order and without duplicates.
+    /// The chunks that are stored get their lease renewed (see the module docs): the client
+    /// will not upload them and relies on them staying.
     pub async fn missing(&self, hashes: Vec<ChunkHash>) -> Result<Vec<ChunkHash>, Error> {
         let mut seen = HashSet::with_capacity(hashes.len());
         let unique: Vec<_> = hashes.into_iter().filter(|h| seen.insert(*h)).collect();
         match self {
             Self::Directory(store) => {
                 let store = store.clone();
-                let absent = move || unique.into_iter().filter(|h| !store.contains(h)).collect();
-                Ok(tokio::task::spawn_blocking(absent).await?)
+                let absent = move || -> io::Result<Vec<ChunkHash>> {
+                    let mut missing = Vec::new();
+                    for hash in unique {
+                        if !store.touch(&hash)? {
+                            missing.push(hash);
+                        }
+                    }
+                    Ok(missing)
+                };
+                Ok(tokio::task::spawn_blocking(absent).await??)
             }
             Self::S3(bucket) => {
                 let probes = futures::stream::iter(unique).map(|hash| async move {
-                    bucket
-                        .contains(&hash)
-                        .await
-                        .map(|present| (!present).then_some(hash))
+                    let present = renew_s3_lease(bucket, &hash).await?;
+                    Ok::<_, Error>((!present).then_some(hash))
                 });
                 let found: Vec<_> = probes.buffered(S3_PROBES_IN_FLIGHT).try_collect().await?;
                 Ok(found.into_iter().flatten().collect())
@@ -165,22 +186,84 @@ impl Backend {
     }
 
     /// Stores a verified object. Returns `false` (and stores nothing) when the chunk was
-    /// already there.
+    /// already there; its lease is renewed then, as for [`missing`](Self::missing).
     pub async fn put(&self, hash: &ChunkHash, object: Bytes) -> Result<bool, Error> {
         match self {
             Self::Directory(store) => {
                 let (store, hash) = (store.clone(), *hash);
-                Ok(tokio::task::spawn_blocking(move || store.put_object(&hash, &object)).await??)
+                let store_or_touch = move || -> io::Result<bool> {
+                    Ok(!store.touch(&hash)? && store.put_object(&hash, &object)?)
+                };
+                Ok(tokio::task::spawn_blocking(store_or_touch).await??)
             }
             Self::S3(bucket) => {
                 // Content-addressed: an existing object already holds these bytes, so a HEAD
-                // saves re-sending up to 16 MiB (a racing writer only rewrites the same bytes).
-                if bucket.contains(hash).await? {
+                // saves re-sending up to 16 MiB (a racing writer only rewrites the same bytes),
+                // unless the lease is due: rewriting renews it.
+                let present = bucket.modified(hash).await?;
+                if present.is_some_and(|at| !lease_due(at)) {
                     return Ok(false);
                 }
                 bucket.put(hash, object).await?;
-                Ok(true)
+                Ok(present.is_none())
             }
+        }
+    }
+
+    /// Every stored chunk with its size and timestamp, sorted by hash on a directory.
+    pub async fn list_chunks(&self) -> Result<Vec<StoredObject>, Error> {
+        match self {
+            Self::Directory(store) => {
+                let store = store.clone();
+                Ok(tokio::task::spawn_blocking(move || store.list()).await??)
+            }
+            Self::S3(bucket) => Ok(bucket.list().await?.into_iter().map(stored).collect()),
+        }
+    }
+
+    /// When the chunk was last written or its lease renewed; `None` when it is absent.
+    pub async fn chunk_modified(&self, hash: &ChunkHash) -> Result<Option<SystemTime>, Error> {
+        match self {
+            Self::Directory(store) => {
+                let (store, hash) = (store.clone(), *hash);
+                Ok(tokio::task::spawn_blocking(move || store.modified(&hash)).await??)
+            }
+            Self::S3(bucket) => Ok(bucket.modified(hash).await?),
+        }
+    }
+
+    /// Deletes one chunk with a single unlink or DELETE (absent is fine).
+    pub async fn delete_chunk(&self, hash: &ChunkHash) -> Result<(), Error> {
+        match self {
+            Self::Directory(store) => {
+                let (store, hash) = (store.clone(), *hash);
+                Ok(tokio::task::spawn_blocking(move || store.remove(&hash)).await??)
+            }
+            Self::S3(bucket) => Ok(bucket.delete(hash).await?),
+        }
+    }
+
+    /// The whole stored object of `hash`, or `None` when it is absent (for verification).
+    pub async fn read_object(&self, hash: &ChunkHash) -> Result<Option<Bytes>, Error> {
+        match self {
+            Self::Directory(store) => match tokio::fs::read(store.object_path(hash)).await {
+                Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Self::S3(bucket) => Ok(bucket.get(hash).await?),
+        }
+    }
+
+    /// Deletes temporary files (interrupted uploads on a directory, interrupted lease renewals
+    /// on S3) written before `cutoff`; returns how many went.
+    pub async fn remove_stale_temporaries(&self, cutoff: SystemTime) -> Result<u64, Error> {
+        match self {
+            Self::Directory(store) => {
+                let tmp = store.root().join("tmp");
+                Ok(tokio::task::spawn_blocking(move || remove_older(&tmp, cutoff)).await??)
+            }
+            Self::S3(bucket) => Ok(bucket.remove_stale_scratch(cutoff).await?),
         }
     }
 
@@ -227,4 +310,50 @@ impl Backend {
             }
         }
     }
+}
+
+/// True when an S3 object last written at `at` should have its lease renewed.
+fn lease_due(at: SystemTime) -> bool {
+    at.elapsed().unwrap_or_default() >= S3_REFRESH_AFTER
+}
+
+/// Whether the chunk is stored, renewing its lease when it is due.
+async fn renew_s3_lease(bucket: &ObjectBackend, hash: &ChunkHash) -> Result<bool, Error> {
+    match bucket.modified(hash).await? {
+        None => Ok(false),
+        Some(at) if lease_due(at) => Ok(bucket.refresh(hash).await?),
+        Some(_) => Ok(true),
+    }
+}
+
+fn stored(listed: Listed) -> StoredObject {
+    StoredObject {
+        hash: listed.hash,
+        stored_bytes: listed.size,
+        modified: listed.modified,
+    }
+}
+
+/// Deletes the regular files directly in `dir` last modified before `cutoff`.
+fn remove_older(dir: &std::path::Path, cutoff: SystemTime) -> io::Result<u64> {
+    let entries = match fs_err::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let Ok(meta) = entry.metadata() else {
+            continue; // Renamed into place or removed meanwhile.
+        };
+        if meta.is_file() && meta.modified()? < cutoff {
+            match fs_err::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }

@@ -3,8 +3,9 @@
 //! Uploads are the memory-hungry part: each holds its body (up to
 //! [`codec::MAX_OBJECT_BYTES`]) and, while it is checked, the decoded chunk (up to 16 MiB).
 //! An upload therefore takes a slot of [`AppState::upload_slots`] *before* its body is read,
-//! and clients beyond that wait with their bytes still in the socket. Downloads from S3, which
-//! are fetched whole, take a slot too; local downloads are streamed and need none.
+//! and clients beyond that wait with their bytes still in the socket. Manifest uploads (up to
+//! [`MAX_MANIFEST_BYTES`]) and downloads from S3, which are fetched whole, take a slot too;
+//! local downloads are streamed and need none.
 
 use std::sync::Arc;
 
@@ -21,11 +22,17 @@ use tokio::sync::Semaphore;
 
 use super::backend::Backend;
 use super::rejection::{MAX_MISSING_IDS, Rejection};
+use super::roots::RootAdded;
 use crate::chunk::{ChunkHash, codec};
+use crate::manifest::Manifest;
 
 /// Largest `missing` query body: [`MAX_MISSING_IDS`] quoted 64-digit ids with separators and
 /// generous room for whitespace.
 pub const MAX_MISSING_BODY_BYTES: usize = 1024 * 1024;
+
+/// Largest manifest accepted: about 600 000 chunk lines, a file of over 2 TiB at the default
+/// 4 MiB average chunk size.
+pub const MAX_MANIFEST_BYTES: usize = 64 * 1024 * 1024;
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -44,11 +51,29 @@ impl<S: Send + Sync> FromRequestParts<S> for ChunkId {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(Rejection::BadPath)?;
-        Ok(Self(raw.parse()?))
+        path_id(parts, state).await.map(Self)
     }
+}
+
+/// A manifest id (the SHA-256 of its bytes) taken from the path; anything but 64 lowercase hex
+/// digits is a 400.
+#[derive(Clone, Copy, Debug)]
+pub struct ManifestId(pub ChunkHash);
+
+impl<S: Send + Sync> FromRequestParts<S> for ManifestId {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
+        path_id(parts, state).await.map(Self)
+    }
+}
+
+/// The SHA-256 id that is the route's only path parameter.
+async fn path_id<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<ChunkHash, Rejection> {
+    let Path(raw) = Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(Rejection::BadPath)?;
+    Ok(raw.parse()?)
 }
 
 /// The body of `POST /v1/chunks/missing`.
@@ -72,7 +97,8 @@ pub async fn health() -> Json<serde_json::Value> {
 }
 
 /// POST /v1/chunks/missing: `{"chunks": [id, …]}` → 200 `{"missing": [id, …]}`, the ids not
-/// stored here. 400 for malformed JSON or a bad id, 413 for more than [`MAX_MISSING_IDS`] ids
+/// stored here; the stored ones get their gc lease renewed, since the client now relies on
+/// them (see [`super::gc`]). 400 for malformed JSON or a bad id, 413 for more than [`MAX_MISSING_IDS`] ids
 /// or a body over [`MAX_MISSING_BODY_BYTES`].
 pub async fn missing(
     State(state): State<AppState>,
@@ -96,7 +122,7 @@ pub async fn missing(
 
 /// PUT /v1/chunks/{hash}: the body is the stored (encoded) object. It is decoded and its
 /// SHA-256 checked against `{hash}` before it is stored atomically: 201 when stored, 200 when
-/// the chunk was already here. 400 bad id, 403 read-only token, 413 body over
+/// the chunk was already here (its gc lease renewed). 400 bad id, 403 read-only token, 413 body over
 /// [`codec::MAX_OBJECT_BYTES`], 422 undecodable (including zstd expanding past 16 MiB) or not
 /// matching `{hash}` (nothing is kept).
 pub async fn put_chunk(
@@ -122,6 +148,34 @@ pub async fn put_chunk(
     } else {
         StatusCode::OK
     })
+}
+
+/// PUT /v1/manifests/{id}: the body is a manifest JSON whose SHA-256 is `{id}`, stored
+/// atomically as a root that `shard-server gc` keeps, once every chunk it references is here:
+/// 201 when stored, 200 when it was already here. 400 bad id or malformed JSON, 403 read-only
+/// token, 409 some of its chunks are not stored (upload them first), 413 body over
+/// [`MAX_MANIFEST_BYTES`], 422 not a valid manifest or not hashing to `{id}`.
+pub async fn put_manifest(
+    State(state): State<AppState>,
+    ManifestId(id): ManifestId,
+    body: Body,
+) -> Result<StatusCode, Rejection> {
+    let _slot = state
+        .upload_slots
+        .acquire()
+        .await
+        .expect("the upload semaphore is never closed");
+    let bytes = read_limited(body, MAX_MANIFEST_BYTES).await?;
+    let manifest = Manifest::parse(&bytes).map_err(Rejection::BadManifest)?;
+    let actual = ChunkHash::of(&bytes);
+    if actual != id {
+        return Err(Rejection::ManifestMismatch { id, actual });
+    }
+    match state.backend.add_root(&id, &manifest, bytes).await? {
+        RootAdded::Created => Ok(StatusCode::CREATED),
+        RootAdded::AlreadyStored => Ok(StatusCode::OK),
+        RootAdded::MissingChunks { count, first } => Err(Rejection::MissingChunks { count, first }),
+    }
 }
 
 /// GET /v1/chunks/{hash}: 200 with the stored object as `application/octet-stream`

@@ -3,13 +3,14 @@
 //!
 //! | Status | When |
 //! |---|---|
-//! | 400 | a chunk id that is not 64 lowercase hex digits, malformed JSON, an unreadable body |
+//! | 400 | an id that is not 64 lowercase hex digits, malformed JSON (also as a manifest), an unreadable body |
 //! | 401 | no `Authorization: Bearer` token, or an unknown one |
 //! | 403 | a read-only token used to upload |
 //! | 404 | an unknown chunk or route |
 //! | 405 | a method the route does not serve |
+//! | 409 | a manifest referencing chunks the server does not hold (upload them first) |
 //! | 413 | a body over its limit, more than [`MAX_MISSING_IDS`] ids in one query |
-//! | 422 | an upload that does not decode (corrupt zstd, or expanding past 16 MiB) or whose content does not hash to its id; nothing is stored |
+//! | 422 | an upload that does not decode (corrupt zstd, or expanding past 16 MiB) or whose content does not hash to its id, a manifest that fails validation or does not hash to its id; nothing is stored |
 //! | 500 | the storage failed (details are logged, not sent) |
 
 use std::error::Error as _;
@@ -21,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::backend;
 use crate::chunk::{ChunkHash, ParseHashError, codec};
+use crate::manifest;
 
 /// Most chunk ids accepted in one `POST /v1/chunks/missing`. Clients send batches of 1000;
 /// ten times that still answers in well under a second from a local directory.
@@ -71,6 +73,28 @@ pub enum Rejection {
         /// How many were sent.
         count: usize,
     },
+    /// The manifest body fails [`Manifest::parse`](crate::manifest::Manifest::parse).
+    #[error("the manifest is invalid")]
+    BadManifest(#[source] manifest::Error),
+    /// The manifest body does not hash to the id it is uploaded under.
+    #[error("the manifest's bytes hash to {actual:#}, not to its id {id:#}")]
+    ManifestMismatch {
+        /// The id in the path.
+        id: ChunkHash,
+        /// The SHA-256 of the body.
+        actual: ChunkHash,
+    },
+    /// The manifest references chunks the server does not hold.
+    #[error(
+        "the manifest references {count} chunk(s) this server does not hold, the first \
+         {first:#}: upload its chunks before the manifest"
+    )]
+    MissingChunks {
+        /// How many distinct chunks are missing.
+        count: usize,
+        /// The first, in manifest order.
+        first: ChunkHash,
+    },
     /// The upload does not decode to the chunk it is named after.
     #[error(transparent)]
     Invalid(#[from] codec::Error),
@@ -84,17 +108,22 @@ impl Rejection {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadId(_) | Self::BadPath(_) | Self::BadJson(_) | Self::BadBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BadId(_)
+            | Self::BadPath(_)
+            | Self::BadJson(_)
+            | Self::BadBody(_)
+            | Self::BadManifest(manifest::Error::Json(_)) => StatusCode::BAD_REQUEST,
             Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::ReadOnly => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MissingChunks { .. } => StatusCode::CONFLICT,
             Self::TooLarge { .. }
             | Self::TooManyIds { .. }
             | Self::Invalid(codec::Error::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(_) | Self::BadManifest(_) | Self::ManifestMismatch { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,7 +1,8 @@
 //! `nshard push` and `nshard pull`: move exactly the chunks that are missing on the other
 //! side, in parallel, retrying transient failures, verifying every chunk before it is stored.
 //! An interrupted transfer leaves both sides consistent (every stored chunk is whole and
-//! verified), so running it again finishes the job.
+//! verified), so running it again finishes the job. A push stores its manifests on the remote
+//! last, after all their chunks: they are the roots `shard-server gc` keeps.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -131,7 +132,10 @@ pub async fn push(
     }
     remote.check().await?;
     let ids: Vec<ChunkHash> = needed.iter().map(|(h, _)| *h).collect();
-    let missing = remote.missing(&ids).await.map_err(remote::Error::when_writing)?;
+    let missing = remote
+        .missing(&ids)
+        .await
+        .map_err(remote::Error::when_writing)?;
     let mut report = TransferReport {
         remote: remote.describe(),
         chunks_total: ids.len() as u64,
@@ -154,7 +158,40 @@ pub async fn push(
             shard_proto::ProgressUnit::Chunks,
         );
     }
+    drop(uploads);
+    // Only now, with every chunk on the remote, may the manifests become roots there (a
+    // shard-server refuses a manifest whose chunks it lacks): its gc keeps what they reference.
+    store_manifests(&remote, &manifests, jobs).await?;
     Ok(report)
+}
+
+/// Stores each distinct manifest on the remote, rendered as in the working tree.
+async fn store_manifests(
+    remote: &Remote,
+    manifests: &[(String, Manifest)],
+    jobs: usize,
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    let mut distinct = Vec::new();
+    for (file, manifest) in manifests {
+        let json = Bytes::from(manifest.to_json());
+        if seen.insert(ChunkHash::of(&json)) {
+            distinct.push((file.clone(), json));
+        }
+    }
+    let mut stores = futures::stream::iter(distinct)
+        .map(|(file, json)| store_manifest(remote, file, json))
+        .buffer_unordered(jobs.max(1));
+    while stores.try_next().await?.is_some() {}
+    Ok(())
+}
+
+/// Stores one manifest, retrying transient failures.
+async fn store_manifest(remote: &Remote, file: String, json: Bytes) -> Result<()> {
+    retry(|| remote.put_manifest(&file, json.clone()))
+        .await
+        .map_err(remote::Error::when_writing)?;
+    Ok(())
 }
 
 /// Reads, verifies and uploads one chunk; returns the bytes sent.

@@ -1,12 +1,15 @@
 //! A chunk store in a local directory: one file per chunk, written to `tmp/` and renamed into
-//! `objects/ab/<hash>`, so readers only ever see complete objects.
+//! `objects/ab/<hash>`, so readers only ever see complete objects. As a remote (a directory
+//! remote, `shard-server` storage) it also keeps pushed manifests under `manifests/ab/<id>`,
+//! and each object's mtime is its gc lease ([`LocalStore::touch`]).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use fs_err as fs;
 
-use super::{Error, object_key};
+use super::{Error, manifest_key, object_key};
 use crate::chunk::{ChunkHash, codec};
 
 /// A directory holding `objects/` and a `tmp/` staging area on the same filesystem.
@@ -23,7 +26,7 @@ pub struct StoredObject {
     /// Bytes the object takes on disk (encoded).
     pub stored_bytes: u64,
     /// When it was written.
-    pub modified: std::time::SystemTime,
+    pub modified: SystemTime,
 }
 
 impl LocalStore {
@@ -68,21 +71,80 @@ impl LocalStore {
     }
 
     fn write_object(&self, hash: &ChunkHash, object: &[u8]) -> io::Result<()> {
-        let path = self.object_path(hash);
+        self.write_atomic(&self.object_path(hash), hash, object)
+    }
+
+    /// Writes `bytes` to a temporary file in `tmp/` and renames it to `path`, so readers see
+    /// the whole file or nothing. `name` prefixes the temporary file's name.
+    fn write_atomic(&self, path: &Path, name: &ChunkHash, bytes: &[u8]) -> io::Result<()> {
         let tmp_dir = self.root.join("tmp");
         fs::create_dir_all(&tmp_dir)?;
-        let parent = path.parent().expect("object paths always have a fan-out directory");
+        let parent = path
+            .parent()
+            .expect("object paths always have a fan-out directory");
         fs::create_dir_all(parent)?;
         let mut tmp = tempfile::Builder::new()
-            .prefix(&format!("{}.", &hash.to_hex()[..16]))
+            .prefix(&format!("{}.", &name.to_hex()[..16]))
             .tempfile_in(&tmp_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("{e} (in {})", tmp_dir.display())))?;
-        tmp.write_all(object)
-            .map_err(|e| io::Error::new(e.kind(), format!("{e} (writing {})", tmp.path().display())))?;
-        let _ = tmp.persist(&path).map_err(|e| {
-            io::Error::new(e.error.kind(), format!("{} (renaming into {})", e.error, path.display()))
+        tmp.write_all(bytes).map_err(|e| {
+            io::Error::new(e.kind(), format!("{e} (writing {})", tmp.path().display()))
+        })?;
+        let _ = tmp.persist(path).map_err(|e| {
+            io::Error::new(
+                e.error.kind(),
+                format!("{} (renaming into {})", e.error, path.display()),
+            )
         })?;
         Ok(())
+    }
+
+    /// Sets the object's modification time to now, so a grace-period gc sees it as freshly
+    /// written. Returns `false` when the chunk is not stored.
+    pub fn touch(&self, hash: &ChunkHash) -> io::Result<bool> {
+        let file = match fs::File::open(self.object_path(hash)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        file.set_modified(SystemTime::now())?;
+        Ok(true)
+    }
+
+    /// When the object was last written or [touched](Self::touch); `None` when it is absent.
+    pub fn modified(&self, hash: &ChunkHash) -> io::Result<Option<SystemTime>> {
+        match fs::metadata(self.object_path(hash)) {
+            Ok(meta) => meta.modified().map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where a pushed manifest lives (whether or not it exists): `manifests/ab/<id>`.
+    #[must_use]
+    pub fn manifest_path(&self, id: &ChunkHash) -> PathBuf {
+        self.root.join(manifest_key(id))
+    }
+
+    /// Stores the bytes of a pushed manifest, named by their SHA-256 `id`, atomically.
+    /// Returns `false` (and writes nothing) when it was already stored. The caller vouches
+    /// that `id` is the SHA-256 of `bytes`.
+    pub fn put_manifest(&self, id: &ChunkHash, bytes: &[u8]) -> io::Result<bool> {
+        let path = self.manifest_path(id);
+        if path.is_file() {
+            return Ok(false);
+        }
+        self.write_atomic(&path, id, bytes)?;
+        Ok(true)
+    }
+
+    /// The bytes of a pushed manifest; `None` when it is absent.
+    pub fn get_manifest(&self, id: &ChunkHash) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.manifest_path(id)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads the encoded object of `hash`.
@@ -97,18 +159,32 @@ impl LocalStore {
     /// Reads, decodes and verifies the chunk `hash`.
     pub fn read_chunk(&self, hash: &ChunkHash) -> Result<Vec<u8>, Error> {
         let object = self.get_object(hash)?;
-        codec::decode_verified(&object, hash).map_err(|source| Error::Corrupt { hash: *hash, source })
+        codec::decode_verified(&object, hash).map_err(|source| Error::Corrupt {
+            hash: *hash,
+            source,
+        })
     }
 
     /// Encodes and stores a chunk whose hash the caller computed. Returns the bytes written,
     /// or `None` when the chunk was already stored. With `compress` false the chunk is stored
     /// raw (when the codec allows), to be compressed later off the critical path.
-    pub fn put_chunk(&self, hash: &ChunkHash, data: &[u8], compress: bool) -> io::Result<Option<u64>> {
+    pub fn put_chunk(
+        &self,
+        hash: &ChunkHash,
+        data: &[u8],
+        compress: bool,
+    ) -> io::Result<Option<u64>> {
         if self.contains(hash) {
             return Ok(None);
         }
-        let object = if compress { codec::encode(data)? } else { codec::encode_raw(data)? };
-        Ok(self.put_object(hash, &object)?.then_some(object.len() as u64))
+        let object = if compress {
+            codec::encode(data)?
+        } else {
+            codec::encode_raw(data)?
+        };
+        Ok(self
+            .put_object(hash, &object)?
+            .then_some(object.len() as u64))
     }
 
     /// Deletes a chunk; a chunk that is already gone is not an error.
@@ -121,9 +197,19 @@ impl LocalStore {
 
     /// Every stored object. Stray files (temporary names, foreign files) are skipped.
     pub fn list(&self) -> io::Result<Vec<StoredObject>> {
-        let objects = self.root.join("objects");
+        self.list_fanout("objects")
+    }
+
+    /// Every pushed manifest (`hash` is its id, `stored_bytes` its length).
+    pub fn list_manifests(&self) -> io::Result<Vec<StoredObject>> {
+        self.list_fanout("manifests")
+    }
+
+    /// The files named by a SHA-256 under `top/ab/`, sorted. A file deleted while it is
+    /// listed is left out.
+    fn list_fanout(&self, top: &str) -> io::Result<Vec<StoredObject>> {
         let mut out = Vec::new();
-        let fanout = match fs::read_dir(&objects) {
+        let fanout = match fs::read_dir(self.root.join(top)) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
             Err(e) => return Err(e),
@@ -138,9 +224,16 @@ impl LocalStore {
                 let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
                     continue;
                 };
-                let meta = entry.metadata()?;
-                let modified = meta.modified()?;
-                out.push(StoredObject { hash, stored_bytes: meta.len(), modified });
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                out.push(StoredObject {
+                    hash,
+                    stored_bytes: meta.len(),
+                    modified: meta.modified()?,
+                });
             }
         }
         out.sort_by_key(|o| o.hash);
@@ -159,12 +252,56 @@ mod tests {
         let data = b"some chunk".repeat(100);
         let hash = ChunkHash::of(&data);
         assert!(store.put_chunk(&hash, &data, true).expect("put").is_some());
-        assert!(store.put_chunk(&hash, &data, true).expect("put again").is_none());
+        assert!(
+            store
+                .put_chunk(&hash, &data, true)
+                .expect("put again")
+                .is_none()
+        );
         assert_eq!(store.read_chunk(&hash).expect("read"), data);
         assert_eq!(store.list().expect("list").len(), 1);
         store.remove(&hash).expect("remove");
         assert!(matches!(store.read_chunk(&hash), Err(Error::NotFound(_))));
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+            0
+        );
+    }
+
+    #[test]
+    fn touch_renews_the_lease_and_manifests_are_listed_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path());
+        let data = vec![7u8; 5000];
+        let hash = ChunkHash::of(&data);
+        assert!(!store.touch(&hash).expect("touch absent"));
+        assert_eq!(store.modified(&hash).expect("stat absent"), None);
+        let _ = store.put_chunk(&hash, &data, true).expect("put");
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let file = fs::File::options()
+            .write(true)
+            .open(store.object_path(&hash))
+            .expect("open");
+        file.set_modified(old).expect("age");
+        assert!(store.touch(&hash).expect("touch"));
+        assert!(store.modified(&hash).expect("stat").expect("stored") > old);
+
+        let id = ChunkHash::of(b"{}");
+        assert!(store.put_manifest(&id, b"{}").expect("manifest"));
+        assert!(!store.put_manifest(&id, b"{}").expect("again"));
+        assert_eq!(store.get_manifest(&id).expect("read"), Some(b"{}".to_vec()));
+        let manifests: Vec<_> = store
+            .list_manifests()
+            .expect("list")
+            .iter()
+            .map(|m| m.hash)
+            .collect();
+        assert_eq!(manifests, [id]);
+        assert_eq!(
+            store.list().expect("list").len(),
+            1,
+            "manifests are not chunks"
+        );
     }
 
     #[test]
@@ -174,6 +311,9 @@ mod tests {
         let data = vec![1u8; 5000];
         let hash = ChunkHash::of(&data);
         let _ = store.put_object(&hash, &[2u8; 5000]).expect("put");
-        assert!(matches!(store.read_chunk(&hash), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            store.read_chunk(&hash),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::local::LocalStore;
+use super::manifest_key;
 use super::object::ObjectBackend;
 use crate::chunk::ChunkHash;
 pub use http::HttpRemote;
@@ -56,6 +57,18 @@ pub enum Error {
         remote: String,
         /// The chunk.
         hash: ChunkHash,
+        /// The HTTP status.
+        status: u16,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The remote refused a pushed manifest.
+    #[error("remote {remote} answered {status} for the manifest of {file}: {message}")]
+    ManifestRejected {
+        /// The remote.
+        remote: String,
+        /// The file the manifest describes.
+        file: String,
         /// The HTTP status.
         status: u16,
         /// The server's explanation.
@@ -120,7 +133,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Unreachable { .. } => true,
-            Self::Rejected { status, .. } => *status >= 500 || *status == 429,
+            Self::Rejected { status, .. } | Self::ManifestRejected { status, .. } => {
+                *status >= 500 || *status == 429
+            }
             Self::Object { source, .. } => !matches!(
                 source,
                 object_store::Error::NotFound { .. } | object_store::Error::Generic { .. }
@@ -146,7 +161,9 @@ impl Error {
             Self::BadUrl(_) => tonic::Code::InvalidArgument,
             Self::Unreachable { .. } => tonic::Code::Unavailable,
             Self::Auth { .. } | Self::Denied { .. } => tonic::Code::PermissionDenied,
-            Self::NoBucket { .. } => tonic::Code::FailedPrecondition,
+            Self::NoBucket { .. } | Self::ManifestRejected { status: 409, .. } => {
+                tonic::Code::FailedPrecondition
+            }
             Self::NotFound { .. } => tonic::Code::NotFound,
             Self::Corrupt { .. } => tonic::Code::DataLoss,
             _ => tonic::Code::Internal,
@@ -266,6 +283,31 @@ impl Remote {
         }
     }
 
+    /// Stores the manifest of `file` (its bytes `json`) as a root the remote keeps, at
+    /// [`manifest_key`] named by the SHA-256 of `json`. Call it only once every chunk the
+    /// manifest references is on the remote: `shard-server` refuses it otherwise (409).
+    pub async fn put_manifest(&self, file: &str, json: Bytes) -> Result<(), Error> {
+        let id = ChunkHash::of(&json);
+        match self {
+            Self::Http(h) => h.put_manifest(&id, file, json).await,
+            Self::Dir(d) => {
+                let store = d.clone();
+                let result = tokio::task::spawn_blocking(move || store.put_manifest(&id, &json))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r);
+                result.map(drop).map_err(|source| Error::Dir {
+                    remote: self.describe(),
+                    source,
+                })
+            }
+            Self::S3(s) => s
+                .put_file(&manifest_key(&id), json)
+                .await
+                .map_err(|source| self.object_error(source)),
+        }
+    }
+
     /// Downloads an encoded object (unverified: the caller verifies).
     pub async fn get(&self, hash: &ChunkHash) -> Result<Bytes, Error> {
         let not_found = || Error::NotFound {
@@ -322,7 +364,10 @@ pub fn unreachable(remote: &str, error: &reqwest::Error) -> Error {
     } else {
         "the request failed"
     };
-    Error::Unreachable { remote: remote.to_owned(), reason: reason.to_owned() }
+    Error::Unreachable {
+        remote: remote.to_owned(),
+        reason: reason.to_owned(),
+    }
 }
 
 /// The credential error for an HTTP 401/403, with advice that fits what was attempted.
@@ -334,7 +379,11 @@ pub fn refused(remote: &str, status: u16, writing: bool) -> Error {
         (_, true) => "set NSHARD_TOKEN to a read-write token it accepts",
         (_, false) => "set NSHARD_TOKEN to a token it accepts",
     };
-    Error::Auth { remote: remote.to_owned(), status, advice }
+    Error::Auth {
+        remote: remote.to_owned(),
+        status,
+        advice,
+    }
 }
 
 /// Classifies an `object_store` failure into the errors users can act on.

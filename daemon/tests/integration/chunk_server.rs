@@ -3,9 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
+use shardd::chunk::cdc::Chunking;
 use shardd::chunk::{ChunkHash, codec};
-use shardd::http::{Server, ServerConfig, Storage};
+use shardd::http::{Backend, Server, ServerConfig, Storage};
+use shardd::manifest::{ChunkRef, FORMAT, Manifest};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +102,68 @@ impl ChunkServer {
         request.send().await.unwrap().status().as_u16()
     }
 
+    /// The storage directory the server serves.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// The same storage opened as `gc` and `verify` open it.
+    pub fn backend(&self) -> Backend {
+        Backend::open(&Storage::Directory(self.storage())).unwrap()
+    }
+
+    /// Where the chunk's object is stored.
+    pub fn object_path(&self, hash: &ChunkHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.storage().join("objects").join(&hex[..2]).join(hex)
+    }
+
+    /// Moves the chunk's timestamp (its gc lease) `age` into the past.
+    pub fn age(&self, hash: &ChunkHash, age: Duration) {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(self.object_path(hash))
+            .unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    /// PUTs manifest `json` under `id` with an optional bearer token; returns the response.
+    pub async fn put_manifest_as(
+        &self,
+        id: &ChunkHash,
+        json: impl Into<reqwest::Body>,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let url = self.url(&format!("/v1/manifests/{id:#}"));
+        let mut request = self.client.put(url).body(json);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// PUTs `json` under its own SHA-256; returns the status.
+    pub async fn put_manifest(&self, json: &str) -> u16 {
+        let id = ChunkHash::of(json.as_bytes());
+        let response = self.put_manifest_as(&id, json.to_owned(), None).await;
+        response.status().as_u16()
+    }
+
+    /// POSTs a `missing` query; returns the ids reported missing.
+    pub async fn missing(&self, hashes: &[ChunkHash]) -> Vec<String> {
+        let ids: Vec<String> = hashes.iter().map(ChunkHash::to_hex).collect();
+        let response = self
+            .client
+            .post(self.url("/v1/chunks/missing"))
+            .json(&serde_json::json!({ "chunks": ids }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        serde_json::from_value(body["missing"].clone()).unwrap()
+    }
+
     /// Stops the server and checks it shut down cleanly.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -135,4 +200,29 @@ pub async fn error_of(response: reqwest::Response, status: u16) -> String {
     );
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     body["error"].as_str().unwrap().to_owned()
+}
+
+/// A valid manifest of `path` made of `chunks` (each of `chunk_len` bytes), rendered as
+/// `nshard` renders it.
+pub fn manifest_json(path: &str, chunks: &[ChunkHash], chunk_len: u32) -> String {
+    let chunks: Vec<ChunkRef> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, hash)| ChunkRef {
+            offset: i as u64 * u64::from(chunk_len),
+            size: chunk_len,
+            sha256: *hash,
+        })
+        .collect();
+    Manifest {
+        format: FORMAT.to_owned(),
+        path: path.to_owned(),
+        size: chunks.len() as u64 * u64::from(chunk_len),
+        sha256: ChunkHash::of(path.as_bytes()),
+        chunking: Chunking::default(),
+        message: "test".to_owned(),
+        created_at: "2026-01-01T00:00:00Z".to_owned(),
+        chunks,
+    }
+    .to_json()
 }

@@ -2,7 +2,8 @@
 //!
 //! The `server_*` modules boot `shard-server` in-process on `127.0.0.1:0` over a temporary
 //! directory ([`chunk_server::ChunkServer`]) and speak real HTTP to it with reqwest;
-//! `server_cli` runs the built `shard-server` binary. No snapshots, no sleeps.
+//! `server_cli` (and the end of `server_gc`) run the built `shard-server` binary. No
+//! snapshots, no sleeps: gc tests age chunks by moving their mtime back.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 /// The in-process server fixture and request helpers.
@@ -11,5 +12,9 @@ mod chunk_server;
 mod server_api;
 /// Bearer tokens: 401 without or with an unknown token, 403 for read-only uploads.
 mod server_auth;
+/// `shard-server gc` and `verify`: roots, grace period, both phases, dry runs, damage.
+mod server_gc;
+/// `PUT /v1/manifests/{id}`: validation, id check, chunks first; the push client's side.
+mod server_manifests;
 /// The `shard-server` binary: start-up line, port 0, SIGTERM, refusing open network serving.
 mod server_cli;

@@ -72,8 +72,8 @@ impl HttpRemote {
         }
     }
 
-    fn unreachable(&self, error: reqwest::Error) -> Error {
-        super::unreachable(&self.base, &error)
+    fn unreachable(&self, error: &reqwest::Error) -> Error {
+        super::unreachable(&self.base, error)
     }
 
     /// `GET /v1/health`.
@@ -82,10 +82,12 @@ impl HttpRemote {
             .request(reqwest::Method::GET, "/v1/health")
             .send()
             .await
-            .map_err(|e| self.unreachable(e))?;
+            .map_err(|e| self.unreachable(&e))?;
         match response.status() {
             s if s.is_success() => Ok(()),
-            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(super::refused(&self.base, s.as_u16(), false)),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                Err(super::refused(&self.base, s.as_u16(), false))
+            }
             s => Err(Error::BadResponse {
                 remote: self.base.clone(),
                 detail: format!("health answered {s}"),
@@ -105,7 +107,7 @@ impl HttpRemote {
                 .json(&body)
                 .send()
                 .await
-                .map_err(|e| self.unreachable(e))?;
+                .map_err(|e| self.unreachable(&e))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 return Err(super::refused(&self.base, status.as_u16(), false));
@@ -136,7 +138,7 @@ impl HttpRemote {
             .body(object)
             .send()
             .await
-            .map_err(|e| self.unreachable(e))?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -147,13 +149,42 @@ impl HttpRemote {
         Err(self.rejected(hash, response).await)
     }
 
+    /// `PUT /v1/manifests/{id}` with the manifest of `file`. A server that predates stored
+    /// manifests (404: no such route) keeps none, so that is only logged.
+    pub async fn put_manifest(&self, id: &ChunkHash, file: &str, json: Bytes) -> Result<(), Error> {
+        let response = self
+            .request(reqwest::Method::PUT, &format!("/v1/manifests/{id:#}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(super::refused(&self.base, status.as_u16(), true));
+        }
+        if status == StatusCode::NOT_FOUND {
+            tracing::warn!(remote = %self.base, file, "the server stores no manifests (it predates them); its gc cannot know this file");
+            return Ok(());
+        }
+        Err(Error::ManifestRejected {
+            remote: self.base.clone(),
+            file: file.to_owned(),
+            status: status.as_u16(),
+            message: explanation(response).await,
+        })
+    }
+
     /// `GET /v1/chunks/{hash}`.
     pub async fn get(&self, hash: &ChunkHash) -> Result<Bytes, Error> {
         let response = self
             .request(reqwest::Method::GET, &format!("/v1/chunks/{hash:#}"))
             .send()
             .await
-            .map_err(|e| self.unreachable(e))?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Err(Error::NotFound {
@@ -167,15 +198,12 @@ impl HttpRemote {
         if !status.is_success() {
             return Err(self.rejected(hash, response).await);
         }
-        response.bytes().await.map_err(|e| self.unreachable(e))
+        response.bytes().await.map_err(|e| self.unreachable(&e))
     }
 
     async fn rejected(&self, hash: &ChunkHash, response: reqwest::Response) -> Error {
         let status = response.status().as_u16();
-        let message = match response.json::<ErrorBody>().await {
-            Ok(body) => body.error,
-            Err(_) => "no explanation".to_owned(),
-        };
+        let message = explanation(response).await;
         Error::Rejected {
             remote: self.base.clone(),
             hash: *hash,
@@ -189,5 +217,13 @@ impl HttpRemote {
             remote: self.base.clone(),
             detail,
         }
+    }
+}
+
+/// The `error` of a JSON error body.
+async fn explanation(response: reqwest::Response) -> String {
+    match response.json::<ErrorBody>().await {
+        Ok(body) => body.error,
+        Err(_) => "no explanation".to_owned(),
     }
 }
