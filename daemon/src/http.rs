@@ -204,6 +204,10 @@ impl Server {
             location: config.storage.to_string(),
             source,
         })?;
+        backend.probe().await.map_err(|source| Error::Storage {
+            location: config.storage.to_string(),
+            source,
+        })?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {

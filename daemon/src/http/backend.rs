@@ -131,6 +131,15 @@ pub struct Object {
 }
 
 impl Backend {
+    /// Checks that the storage answers: for a bucket, one listing (a missing bucket or
+    /// refused credentials fail here, at start-up, instead of on every request).
+    pub async fn probe(&self) -> Result<(), Error> {
+        match self {
+            Self::Directory(_) => Ok(()),
+            Self::S3(bucket) => Ok(bucket.list_probe().await?),
+        }
+    }
+
     /// Opens `storage`, creating a local directory if needed so permission problems show at
     /// start-up rather than on the first upload. Opening a bucket does not contact it.
     pub fn open(storage: &Storage) -> Result<Self, Error> {
