@@ -1,0 +1,346 @@
+//! Git integration and history: hooks chained with existing ones, a clone that gets its files
+//! through the post-checkout hook, `log` across renames, `diff` between revisions, gc after
+//! history is rewritten or while a commit is half-done, and `verify` finding damage.
+//!
+//! Boots a private daemon per sandbox (see `sandbox.rs`); the hooks run the real `nshard`,
+//! which the tests put on the sandbox's PATH.
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::sandbox::{MIB, Sandbox, random_bytes};
+
+/// Puts the directory of the built `nshard` first on the sandbox's PATH, as an installed
+/// `nshard` would be, so Git hooks can run it.
+fn with_nshard_on_path(s: &mut Sandbox) {
+    let bin_dir = s
+        .shardd_bin()
+        .parent()
+        .expect("binaries live in a directory")
+        .to_path_buf();
+    #[expect(clippy::disallowed_methods, reason = "extends the test's own PATH")]
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut joined = OsString::from(bin_dir);
+    joined.push(":");
+    joined.push(path);
+    s.set_env("PATH", joined);
+}
+
+/// A bare repository beside the sandbox's, registered as Git remote `origin`.
+fn bare_origin(s: &Sandbox) -> std::path::PathBuf {
+    let bare = s.base().join("origin.git");
+    let _ = s.git(&[
+        "init",
+        "--quiet",
+        "--bare",
+        "--initial-branch=main",
+        bare.to_str().expect("UTF-8 path"),
+    ]);
+    let _ = s.git(&[
+        "remote",
+        "add",
+        "origin",
+        bare.to_str().expect("UTF-8 path"),
+    ]);
+    bare
+}
+
+/// Runs git in the repository and returns (success, stderr) without asserting.
+fn git_status(s: &Sandbox, args: &[&str]) -> (bool, String) {
+    let out = s
+        .command("git")
+        .current_dir(s.root())
+        .args(args)
+        .output()
+        .expect("git runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn chunk_ids(s: &Sandbox, file: &str) -> Vec<String> {
+    s.manifest(file)["chunks"]
+        .as_array()
+        .expect("chunks array")
+        .iter()
+        .map(|c| c["sha256"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[test]
+fn pre_push_uploads_the_chunks_and_chains_an_existing_hook() {
+    let mut s = Sandbox::with_repo();
+    with_nshard_on_path(&mut s);
+    let _ = bare_origin(&s);
+    // The user's own pre-push hook records that it ran and what it read.
+    let hooks = s.path(".git/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let marker = s.base().join("user-hook-ran");
+    let user_hook = format!("#!/bin/sh\ncat > '{}'\n", marker.display());
+    std::fs::write(hooks.join("pre-push"), user_hook).unwrap();
+    std::fs::set_permissions(
+        hooks.join("pre-push"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+
+    let _ = s.ok(&["git-init", "--hooks"]);
+    assert!(
+        hooks.join("pre-push.local").is_file(),
+        "the user's hook was not kept"
+    );
+    let remote = s.base().join("chunks");
+    std::fs::create_dir(&remote).unwrap();
+    let _ = s.ok(&["remote", "add", "store", remote.to_str().unwrap()]);
+
+    s.write("models/a.bin", &random_bytes(301, 3 * MIB));
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let _ = s.git(&["add", ".gitignore", "models/a.bin.shard.json"]);
+    let _ = s.git(&["commit", "-q", "-m", "v1"]);
+    let _ = s.git(&["push", "-q", "origin", "main"]);
+
+    let pushed = std::fs::read_to_string(&marker).expect("the chained hook ran");
+    assert!(
+        pushed.contains("refs/heads/main"),
+        "the chained hook got Git's input: {pushed}"
+    );
+    for id in chunk_ids(&s, "models/a.bin") {
+        let object = remote.join("objects").join(&id[..2]).join(&id);
+        assert!(
+            object.is_file(),
+            "chunk {id} was not uploaded by the pre-push hook"
+        );
+    }
+}
+
+#[test]
+fn a_push_whose_chunks_cannot_be_uploaded_is_stopped() {
+    let mut s = Sandbox::with_repo();
+    with_nshard_on_path(&mut s);
+    let bare = bare_origin(&s);
+    let _ = s.ok(&["git-init", "--hooks"]);
+    let gone = s.base().join("no-such-dir");
+    let _ = s.ok(&["remote", "add", "store", gone.to_str().unwrap()]);
+    s.write("models/a.bin", &random_bytes(302, MIB));
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "v1"]);
+
+    let (pushed, stderr) = git_status(&s, &["push", "-q", "origin", "main"]);
+
+    assert!(
+        !pushed,
+        "git push must fail when the chunks cannot be uploaded"
+    );
+    assert!(stderr.contains("could not be uploaded"), "{stderr}");
+    let refs = s.git(&["--git-dir", bare.to_str().unwrap(), "for-each-ref"]);
+    assert!(
+        refs.is_empty(),
+        "the manifest was published without its data: {refs}"
+    );
+}
+
+#[test]
+fn a_clone_gets_its_files_through_the_post_checkout_hook() {
+    let mut a = Sandbox::with_repo();
+    with_nshard_on_path(&mut a);
+    let bare = bare_origin(&a);
+    let _ = a.ok(&["git-init", "--hooks"]);
+    let remote = a.base().join("team-chunks");
+    std::fs::create_dir(&remote).unwrap();
+    let _ = a.ok(&[
+        "remote",
+        "add",
+        "team",
+        remote.to_str().unwrap(),
+        "--shared",
+        "--default",
+    ]);
+    let model = random_bytes(303, 5 * MIB);
+    a.write("models/a.bin", &model);
+    let _ = a.ok(&["commit", "-m", "v1"]);
+    let _ = a.git(&["add", "-A"]);
+    let _ = a.git(&["commit", "-q", "-m", "v1 with its team remote"]);
+    let _ = a.git(&["push", "-q", "origin", "main"]);
+
+    // B clones with a template holding A's hooks (as a team's Git template directory would):
+    // Git runs post-checkout at the end of the clone.
+    let mut b = Sandbox::new();
+    with_nshard_on_path(&mut b);
+    std::fs::remove_dir_all(b.root()).unwrap();
+    let template = b.base().join("template");
+    std::fs::create_dir_all(template.join("hooks")).unwrap();
+    for hook in ["post-checkout", "post-merge", "pre-push"] {
+        let _ = std::fs::copy(
+            a.path(&format!(".git/hooks/{hook}")),
+            template.join("hooks").join(hook),
+        )
+        .unwrap();
+    }
+    let clone = b
+        .command("git")
+        .args(["clone", "-q", "--template", template.to_str().unwrap()])
+        .arg(&bare)
+        .arg(b.root())
+        .output()
+        .expect("git clone runs");
+    assert!(
+        clone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clone.stderr)
+    );
+
+    let hook_output = String::from_utf8_lossy(&clone.stderr);
+    assert!(
+        b.path("models/a.bin").is_file(),
+        "the hook did not check the model out: {hook_output}"
+    );
+    assert!(
+        b.read("models/a.bin") == model,
+        "the hook checked out other bytes"
+    );
+}
+
+#[test]
+fn log_follows_renames_and_reports_growth() {
+    let s = Sandbox::with_repo();
+    let v1 = random_bytes(304, 6 * MIB);
+    s.write("models/a.bin", &v1);
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "v1"]);
+    let mut v2 = v1.clone();
+    v2[3 * MIB..3 * MIB + 1000].copy_from_slice(&random_bytes(305, 1000));
+    s.write("models/a.bin", &v2);
+    let _ = s.ok(&["commit", "-m", "second"]);
+    let _ = s.git(&["commit", "-q", "-am", "v2"]);
+    let _ = s.git(&["mv", "models/a.bin.shard.json", "models/b.bin.shard.json"]);
+    std::fs::rename(s.path("models/a.bin"), s.path("models/b.bin")).unwrap();
+    let _ = s.git(&["commit", "-q", "-m", "rename"]);
+
+    let log = s.json(&["log", "models/b.bin", "--json"]);
+    let entries = log["entries"].as_array().expect("entries");
+
+    let subjects: Vec<&str> = entries
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["rename", "v2", "v1"]);
+    assert_eq!(
+        entries[2]["path"], "models/a.bin",
+        "the old name is reported"
+    );
+    assert_eq!(entries[2]["message"], "first");
+    assert_eq!(entries[0]["new_bytes"], 0, "a rename adds no data");
+    let v2_growth = entries[1]["new_bytes"].as_u64().unwrap();
+    assert!(
+        v2_growth > 0 && v2_growth < 6 * MIB as u64,
+        "v2 grew by {v2_growth}"
+    );
+    assert_eq!(entries[2]["new_bytes"], 6 * MIB as u64);
+
+    let diff = s.json(&["diff", "models/b.bin", "HEAD~2", "HEAD~1", "--json"]);
+    assert_eq!(diff["chunks_added"], diff["chunks_removed"]);
+    assert!(diff["chunks_unchanged"].as_u64().unwrap() >= 1);
+    assert_eq!(diff["identical"], false);
+    let same = s.json(&["diff", "models/b.bin", "--rev", "HEAD~1", "--json"]);
+    assert_eq!(same["identical"], true, "the working manifest equals v2");
+}
+
+#[test]
+fn gc_keeps_reflog_versions_until_history_is_really_rewritten() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(306, 2 * MIB));
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "v1"]);
+    let v1_chunks = chunk_ids(&s, "models/a.bin");
+    s.write("models/a.bin", &random_bytes(307, 2 * MIB));
+    let _ = s.ok(&["commit", "-m", "v2"]);
+    let _ = s.git(&["commit", "-q", "-a", "--amend", "-m", "v2 replaces v1"]);
+
+    // v1 is only in the reflog now: still a root.
+    let kept = s.json(&["gc", "--grace", "0s", "--json"]);
+    assert_eq!(kept["deleted_chunks"], 0, "{kept}");
+
+    let _ = s.git(&["reflog", "expire", "--expire=now", "--all"]);
+    let _ = s.git(&["gc", "-q", "--prune=now"]);
+    let collected = s.json(&["gc", "--grace", "0s", "--json"]);
+    let deleted: Vec<&str> = collected["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        !deleted.is_empty(),
+        "v1's chunks should go once no ref reaches them"
+    );
+    for id in deleted {
+        assert!(
+            v1_chunks.iter().any(|c| c == id),
+            "deleted a chunk v1 did not own: {id}"
+        );
+    }
+    let _ = s.ok(&["checkout", "--force"]);
+    let _ = s.ok(&["verify"]);
+}
+
+#[test]
+fn gc_racing_a_half_done_commit_keeps_the_new_chunks() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(308, 3 * MIB));
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let ids = chunk_ids(&s, "models/a.bin");
+    // The moment between storing chunks and writing the manifest: nothing references them.
+    std::fs::remove_file(s.path("models/a.bin.shard.json")).unwrap();
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+
+    let within_grace = s.json(&["gc", "--json"]);
+    assert_eq!(
+        within_grace["deleted_chunks"], 0,
+        "young chunks must survive: {within_grace}"
+    );
+    assert!(ids.iter().all(|id| s.object(id).is_file()));
+
+    let without_grace = s.json(&["gc", "--grace", "0s", "--json"]);
+    assert_eq!(
+        without_grace["deleted_chunks"].as_u64().unwrap(),
+        ids.len() as u64
+    );
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_and_a_missing_chunk() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(309, 9 * MIB));
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    s.wait_until_idle();
+    let ids = chunk_ids(&s, "models/a.bin");
+    assert!(ids.len() >= 2, "need two chunks, got {}", ids.len());
+    let damaged = s.object(&ids[0]);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x80;
+    std::fs::write(&damaged, bytes).unwrap();
+    std::fs::remove_file(s.object(&ids[1])).unwrap();
+
+    let out = s.nshard().args(["verify", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "verify must fail");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = report["problems"].as_array().unwrap();
+    let find = |kind: &str, id: &str| {
+        problems
+            .iter()
+            .any(|p| p["kind"] == kind && p["chunk"] == id && p["files"][0] == "models/a.bin")
+    };
+    assert!(find("corrupt", &ids[0]), "{report}");
+    assert!(find("missing", &ids[1]), "{report}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["hint"].as_str().unwrap().contains("pull")),
+        "{report}"
+    );
+}
