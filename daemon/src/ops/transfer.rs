@@ -115,6 +115,14 @@ fn needed_chunks(manifests: &[(String, Manifest)]) -> Vec<(ChunkHash, String)> {
     out
 }
 
+/// The content size of every chunk `manifests` name (for byte progress: rate and ETA).
+fn chunk_sizes(manifests: &[(String, Manifest)]) -> std::collections::HashMap<ChunkHash, u64> {
+    manifests
+        .iter()
+        .flat_map(|(_, m)| m.chunks.iter().map(|c| (c.sha256, u64::from(c.size))))
+        .collect()
+}
+
 /// Uploads what `remote` lacks of the chunks `manifests` need.
 pub async fn push(
     repo: Repo,
@@ -143,20 +151,20 @@ pub async fn push(
         manifests: manifests.len() as u32,
         ..TransferReport::default()
     };
-    let total = missing.len() as u64;
+    let sizes = chunk_sizes(&manifests);
+    let total: u64 = missing.iter().map(|h| sizes[h]).sum();
+    let mut done = 0;
+    let (repo_ref, remote_ref) = (&repo, &remote);
     let mut uploads = futures::stream::iter(missing)
-        .map(|hash| upload(&repo, &remote, hash))
+        .map(
+            |hash| async move { Ok::<_, Error>((upload(repo_ref, remote_ref, hash).await?, hash)) },
+        )
         .buffer_unordered(jobs.max(1));
-    while let Some(sent) = uploads.try_next().await? {
+    while let Some((sent, hash)) = uploads.try_next().await? {
         report.chunks_transferred += 1;
         report.bytes_transferred += sent;
-        reporter.report(
-            "uploading",
-            "",
-            report.chunks_transferred,
-            total,
-            shard_proto::ProgressUnit::Chunks,
-        );
+        done += sizes[&hash];
+        reporter.bytes("uploading", "", done, total);
     }
     drop(uploads);
     // Only now, with every chunk on the remote, may the manifests become roots there (a
@@ -244,20 +252,21 @@ pub async fn pull(
     if !missing.is_empty() {
         remote.check().await?;
     }
-    let total = missing.len() as u64;
-    let mut downloads = futures::stream::iter(missing)
-        .map(|hash| download(&repo, &remote, hash))
-        .buffer_unordered(jobs.max(1));
-    while let Some(received) = downloads.try_next().await? {
+    let sizes = chunk_sizes(&manifests);
+    let total: u64 = missing.iter().map(|h| sizes[h]).sum();
+    let mut done = 0;
+    let (repo_ref, remote_ref) = (&repo, &remote);
+    let mut downloads =
+        futures::stream::iter(missing)
+            .map(|hash| async move {
+                Ok::<_, Error>((download(repo_ref, remote_ref, hash).await?, hash))
+            })
+            .buffer_unordered(jobs.max(1));
+    while let Some((received, hash)) = downloads.try_next().await? {
         report.chunks_transferred += 1;
         report.bytes_transferred += received;
-        reporter.report(
-            "downloading",
-            "",
-            report.chunks_transferred,
-            total,
-            shard_proto::ProgressUnit::Chunks,
-        );
+        done += sizes[&hash];
+        reporter.bytes("downloading", "", done, total);
     }
     drop(downloads);
     let checkout_report = tokio::task::spawn_blocking(move || {
