@@ -55,6 +55,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     lifecycle::cancel_on_signals(shutdown.clone())?;
     tracing::info!(
         socket = %config.socket.display(),
+        inherited = !owns_socket,
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
         "listening"

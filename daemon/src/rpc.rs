@@ -574,6 +574,10 @@ impl Shardd for Service {
                 }))
             }
         });
+        // A subscription never ends on its own: end it when the daemon stops, or the server's
+        // graceful shutdown would wait for the subscriber to hang up, forever.
+        let stream =
+            futures::StreamExt::take_until(stream, self.shutdown.clone().cancelled_owned());
         Ok(Response::new(Box::pin(stream)))
     }
 }

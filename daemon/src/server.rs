@@ -52,9 +52,14 @@ pub enum Listener {
 /// is safe because the lock proves no live daemon is behind it.
 pub fn listen(path: &Path) -> std::io::Result<Listener> {
     let mut fds = listenfd::ListenFd::from_env();
-    if let Ok(Some(std_listener)) = fds.take_unix_listener(0) {
-        std_listener.set_nonblocking(true)?;
-        return Ok(Listener::Inherited(UnixListener::from_std(std_listener)?));
+    match fds.take_unix_listener(0) {
+        Ok(Some(std_listener)) => {
+            std_listener.set_nonblocking(true)?;
+            return Ok(Listener::Inherited(UnixListener::from_std(std_listener)?));
+        }
+        Ok(None) => {}
+        // Binding our own socket still serves the user; say why the manager's went unused.
+        Err(e) => tracing::warn!(error = %e, "ignoring the socket passed in LISTEN_FDS"),
     }
     match fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -110,14 +115,22 @@ pub async fn serve(
             Err(e) => Some(Err(e)),
         }
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(shard_proto::FILE_DESCRIPTOR_SET)
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(shard_proto::FILE_DESCRIPTOR_SET)
+    };
+    // Both versions: older grpcurl, grpcio's reflection client and GUI tools speak v1alpha.
+    let reflection_v1 = reflection()
         .build_v1()
+        .expect("the embedded descriptor set is valid");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .expect("the embedded descriptor set is valid");
     tonic::transport::Server::builder()
         .layer(touch)
         .add_service(SharddServer::new(service).max_decoding_message_size(64 << 20))
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await
 }

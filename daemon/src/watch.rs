@@ -154,8 +154,15 @@ impl State {
         }
         for path in event.paths {
             if let Some((root, rel)) = self.locate(&path) {
-                self.activity.emit(&root, &rel, Change::Modified, None);
-                let _ = self.pending.insert(path, Instant::now() + DEBOUNCE);
+                // One write of a large file is many notify events: tell subscribers once per
+                // burst, not once per event.
+                let burst_started = self
+                    .pending
+                    .insert(path, Instant::now() + DEBOUNCE)
+                    .is_none();
+                if burst_started {
+                    self.activity.emit(&root, &rel, Change::Modified, None);
+                }
             }
         }
     }
