@@ -47,3 +47,13 @@ mod remote_server;
 mod remote_dir;
 // S3 remotes through moto: directly via s3:// and as shard-server's storage.
 mod remote_s3;
+// Speaking gRPC to the daemon directly: a channel over its socket, a Subscribe stream to wait on.
+mod grpc;
+// Background chunking: prepared before commit, rewritten while read, daemon stopped half-way.
+mod background;
+// The plugin API without nshard: reflection, Status and Subscribe over the socket.
+mod plugin_api;
+// Socket activation through an inherited fd, NSHARD_AUTOSTART=0, and the idle timeout.
+mod activation;
+// Git integration: hooks, log across renames, diff between revisions, history-aware gc, verify.
+mod history;

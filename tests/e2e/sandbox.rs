@@ -145,6 +145,27 @@ impl Sandbox {
         &self.socket
     }
 
+    /// The `shardd` binary the sandbox's `nshard` starts.
+    #[must_use]
+    pub fn shardd_bin(&self) -> &Path {
+        &self.bins.shardd
+    }
+
+    /// The log an auto-spawned daemon writes (beside its socket).
+    #[must_use]
+    pub fn daemon_log(&self) -> PathBuf {
+        self.socket.with_file_name("s.log")
+    }
+
+    /// `program` with the sandbox's private environment, run in the sandbox's tempdir: for
+    /// starting `shardd` the way a service manager would.
+    #[must_use]
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        let _ = cmd.env_clear().envs(self.env()).current_dir(self.base());
+        cmd
+    }
+
     /// A path inside the repository.
     #[must_use]
     pub fn path(&self, rel: &str) -> PathBuf {
