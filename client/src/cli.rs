@@ -35,7 +35,7 @@ pub enum Command {
     Track(PathsArgs),
     /// Stop tracking files or patterns (manifests and stored chunks are kept).
     Untrack(PathsArgs),
-    /// Chunk and store changed tracked files and write their manifests (<file>.shard.json).
+    /// Chunk and store changed tracked files and write their manifests (`<file>.shard.json`).
     Commit(CommitArgs),
     /// Show the state of every tracked file: clean, modified, new or missing.
     Status(JsonArgs),

@@ -129,7 +129,7 @@ mod tests {
         #[test]
         fn hex_round_trip(bytes in proptest::array::uniform32(any::<u8>())) {
             let hash = ChunkHash::from_bytes(bytes);
-            prop_assert_eq!(hash.to_hex().parse::<ChunkHash>().unwrap(), hash);
+            prop_assert_eq!(hash.to_hex().parse::<ChunkHash>().expect("hex of a hash parses"), hash);
         }
     }
 }

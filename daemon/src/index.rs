@@ -2,9 +2,9 @@
 //! working file, keyed by its identity on disk, so `status` and `commit` need not re-read
 //! unchanged files. It is a cache: deleting it loses nothing.
 
+use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -140,8 +140,7 @@ impl Index {
                 Err(Error::Index {
                     source: sled::Error::Io(e),
                     ..
-                }) if is_locked(&e) && std::time::Instant::now() < deadline =>
-                {
+                }) if is_locked(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 Err(Error::Index {
@@ -196,7 +195,10 @@ impl Index {
     pub fn manifest(&self, repo: &Repo, file: &str) -> Result<Arc<Manifest>> {
         let path = repo.abs(&format!("{file}{}", crate::manifest::SUFFIX));
         let stamp = FileStamp::read(&path).ok();
-        let mut cache = self.manifests.lock().expect("no code panics while holding this lock");
+        let mut cache = self
+            .manifests
+            .lock()
+            .expect("no code panics while holding this lock");
         if let (Some(stamp), Some((cached, manifest))) = (stamp, cache.get(file))
             && *cached == stamp
         {

@@ -227,7 +227,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_manifests() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "format",
                 Box::new(|v| v["format"] = "neuroshard.manifest/v9".into()),

@@ -116,7 +116,7 @@ impl Worker {
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::warn!(root = %root.display(), error = %e.render(), "background compression stopped")
+                        tracing::warn!(root = %root.display(), error = %e.render(), "background compression stopped");
                     }
                 },
             }

@@ -14,9 +14,9 @@ use crate::error::{Error, Result};
 use crate::fsutil::{persist, temp_sibling, with_path};
 use crate::index::{FileStamp, Index};
 use crate::manifest::Manifest;
-use crate::ops::{Reporter, parallel};
 use crate::ops::history::all_history_manifests;
 use crate::ops::status::content_hash;
+use crate::ops::{Reporter, parallel};
 use crate::repo::Repo;
 use crate::store;
 

@@ -11,7 +11,9 @@ use std::thread;
 /// Worker threads to use: every core, at least two (one reads while another decodes).
 #[must_use]
 pub fn workers() -> usize {
-    thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2)
+    thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .max(2)
 }
 
 /// Runs `work` on every item across `workers` threads and hands the results to `consume` in
@@ -46,7 +48,9 @@ where
                     let (lock, ready) = consumed;
                     let mut done = lock.lock().expect("no code panics while holding this lock");
                     while i >= *done + window && !stop.load(Ordering::Relaxed) {
-                        done = ready.wait(done).expect("no code panics while holding this lock");
+                        done = ready
+                            .wait(done)
+                            .expect("no code panics while holding this lock");
                     }
                     drop(done);
                     if tx.send((i, work(&items[i]))).is_err() {
@@ -80,7 +84,10 @@ fn drain<R, E>(
         while let Some(result) = pending.remove(&expected) {
             consume(result?)?;
             expected += 1;
-            *consumed.0.lock().expect("no code panics while holding this lock") = expected;
+            *consumed
+                .0
+                .lock()
+                .expect("no code panics while holding this lock") = expected;
             consumed.1.notify_all();
         }
     }
@@ -95,10 +102,16 @@ mod tests {
     fn results_arrive_in_order() {
         let items: Vec<u64> = (0..500).collect();
         let mut seen = Vec::new();
-        let result: Result<(), ()> = ordered(&items, 4, 8, |x| Ok(x * 2), |r| {
-            seen.push(r);
-            Ok(())
-        });
+        let result: Result<(), ()> = ordered(
+            &items,
+            4,
+            8,
+            |x| Ok(x * 2),
+            |r| {
+                seen.push(r);
+                Ok(())
+            },
+        );
         assert!(result.is_ok());
         assert_eq!(seen, items.iter().map(|x| x * 2).collect::<Vec<_>>());
     }
@@ -107,10 +120,16 @@ mod tests {
     fn the_first_error_stops_the_work() {
         let items: Vec<u64> = (0..500).collect();
         let mut consumed = 0;
-        let result = ordered(&items, 3, 4, |&x| if x == 100 { Err(x) } else { Ok(x) }, |_| {
-            consumed += 1;
-            Ok(())
-        });
+        let result = ordered(
+            &items,
+            3,
+            4,
+            |&x| if x == 100 { Err(x) } else { Ok(x) },
+            |_| {
+                consumed += 1;
+                Ok(())
+            },
+        );
         assert_eq!(result, Err(100));
         assert_eq!(consumed, 100);
     }

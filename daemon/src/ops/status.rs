@@ -69,7 +69,8 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
                 State::Missing
             } else if size != manifest.size {
                 State::Modified
-            } else if stamp.and_then(|s| index.known_hash(&tracked.path, &s)) == Some(manifest.sha256)
+            } else if stamp.and_then(|s| index.known_hash(&tracked.path, &s))
+                == Some(manifest.sha256)
                 || content_hash(repo, index, &tracked.path)? == manifest.sha256
             {
                 State::Clean

@@ -12,9 +12,9 @@ mod chunk_server;
 mod server_api;
 /// Bearer tokens: 401 without or with an unknown token, 403 for read-only uploads.
 mod server_auth;
+/// The `shard-server` binary: start-up line, port 0, SIGTERM, refusing open network serving.
+mod server_cli;
 /// `shard-server gc` and `verify`: roots, grace period, both phases, dry runs, damage.
 mod server_gc;
 /// `PUT /v1/manifests/{id}`: validation, id check, chunks first; the push client's side.
 mod server_manifests;
-/// The `shard-server` binary: start-up line, port 0, SIGTERM, refusing open network serving.
-mod server_cli;

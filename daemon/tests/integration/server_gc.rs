@@ -46,8 +46,12 @@ async fn keeps_referenced_and_young_chunks_and_deletes_old_garbage() {
     for (hash, object) in &chunks {
         assert_eq!(server.put(hash, object.clone(), None).await, 201);
     }
-    let [(referenced_old, _), (garbage, garbage_object), (young, _), (referenced, _)] =
-        chunks.as_slice()
+    let [
+        (referenced_old, _),
+        (garbage, garbage_object),
+        (young, _),
+        (referenced, _),
+    ] = chunks.as_slice()
     else {
         unreachable!()
     };
@@ -161,7 +165,10 @@ async fn gc_and_verify_refuse_a_directory_without_storage() {
     let missing = Storage::Directory(dir.path().join("typo"));
     let gc = gc::run(&missing, &GcOptions::default()).await;
     assert!(matches!(gc, Err(Error::NoStorage(_))));
-    assert!(matches!(verify::run(&missing).await, Err(Error::NoStorage(_))));
+    assert!(matches!(
+        verify::run(&missing).await,
+        Err(Error::NoStorage(_))
+    ));
 }
 
 #[tokio::test]
@@ -232,9 +239,15 @@ async fn the_binary_collects_with_a_zero_grace_and_verify_exits_1_on_damage() {
     let output = shard_server(&["gc", "--storage", dir, "--grace", "0s"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
-    assert!(stdout.contains(&format!("deleted {:#}", garbage[0])), "{stdout}");
+    assert!(
+        stdout.contains(&format!("deleted {:#}", garbage[0])),
+        "{stdout}"
+    );
     assert!(stdout.contains(&format!("deleted {young:#}")), "{stdout}");
-    assert!(stdout.contains("1 manifests, 3 chunks: 1 referenced"), "{stdout}");
+    assert!(
+        stdout.contains("1 manifests, 3 chunks: 1 referenced"),
+        "{stdout}"
+    );
 
     let clean = shard_server(&["verify", "--storage", dir]);
     assert!(clean.status.success(), "{clean:?}");
@@ -250,5 +263,9 @@ async fn the_binary_collects_with_a_zero_grace_and_verify_exits_1_on_damage() {
     assert!(stdout.contains("1 problems"), "{stdout}");
 
     let conflict = shard_server(&["gc", "--listen", "127.0.0.1:0"]);
-    assert_eq!(conflict.status.code(), Some(2), "serve flags are not gc flags");
+    assert_eq!(
+        conflict.status.code(),
+        Some(2),
+        "serve flags are not gc flags"
+    );
 }

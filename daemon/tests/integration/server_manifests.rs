@@ -126,7 +126,9 @@ async fn the_push_client_stores_manifests_on_servers_and_directories() {
     let env = HashMap::new();
 
     let http = Remote::open(&server.url(""), cwd, &env).unwrap();
-    let early = http.put_manifest("models/a.bin", Bytes::from(json.clone())).await;
+    let early = http
+        .put_manifest("models/a.bin", Bytes::from(json.clone()))
+        .await;
     let message = format!("{}", early.unwrap_err());
     assert!(
         message.contains("answered 409 for the manifest of models/a.bin"),
