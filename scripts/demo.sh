@@ -80,6 +80,8 @@ nshard checkout
 say "verify: bob's model is byte-identical to alice's"
 cmp "$work/alice/models/resnet50.pth" "$work/bob/models/resnet50.pth"
 sha256sum "$work/alice/models/resnet50.pth" "$work/bob/models/resnet50.pth"
+nshard verify
+nshard verify --remote "$url"
 nshard status
 echo
 echo "OK: the model travelled through shard-server and arrived byte-identical."
