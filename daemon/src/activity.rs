@@ -89,6 +89,15 @@ impl Activity {
         });
     }
 
+    /// Forgets background progress on `path` without an event (the work was abandoned).
+    pub fn clear(&self, root: &Path, path: &str) {
+        let mut preparing = self
+            .preparing
+            .lock()
+            .expect("no code panics while holding this lock");
+        let _ = preparing.remove(&(root.to_path_buf(), path.to_owned()));
+    }
+
     /// A new subscription to every future event.
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<FileEvent> {

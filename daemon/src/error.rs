@@ -149,6 +149,12 @@ pub enum Error {
     /// A remote failed.
     #[error(transparent)]
     Remote(#[from] crate::store::remote::Error),
+    /// Background work stopped to leave the machine to an interactive request.
+    #[error("background work on {path} gave way to an interactive request")]
+    Yielded {
+        /// Repository-relative path.
+        path: String,
+    },
     /// `.shard/config.toml` does not parse.
     #[error("{} is invalid", .path.display())]
     Config {

@@ -26,6 +26,7 @@ struct Flags {
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
+    shardd::config::tune_malloc();
     let config = Config::resolve(Overrides {
         socket: flags.socket,
         idle_timeout: flags.idle_timeout,

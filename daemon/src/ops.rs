@@ -33,6 +33,8 @@ pub struct Reporter {
     tx: Option<mpsc::Sender<Progress>>,
     activity: Option<(Arc<Activity>, PathBuf, String)>,
     last: Option<Instant>,
+    yield_when: Option<Box<dyn Fn() -> bool + Send>>,
+    yielded: bool,
 }
 
 impl Reporter {
@@ -43,6 +45,8 @@ impl Reporter {
             tx: Some(tx),
             activity: None,
             last: None,
+            yield_when: None,
+            yielded: false,
         }
     }
 
@@ -53,6 +57,8 @@ impl Reporter {
             tx: None,
             activity: Some((activity, root.to_path_buf(), rel.to_owned())),
             last: None,
+            yield_when: None,
+            yielded: false,
         }
     }
 
@@ -63,11 +69,16 @@ impl Reporter {
             tx: None,
             activity: None,
             last: None,
+            yield_when: None,
+            yielded: false,
         }
     }
 
     /// Reports progress if enough time has passed since the last report (or `force`).
     pub fn report(&mut self, phase: &str, path: &str, done: u64, total: u64, unit: ProgressUnit) {
+        if let Some(should_yield) = &self.yield_when {
+            self.yielded |= should_yield();
+        }
         if self.tx.is_none() && self.activity.is_none() {
             return;
         }
@@ -93,6 +104,20 @@ impl Reporter {
             total,
             unit: unit.into(),
         });
+    }
+
+    /// Background work: stop as soon as `should_yield` says an interactive operation wants the
+    /// machine (checked at every progress point).
+    #[must_use]
+    pub fn yielding_to(mut self, should_yield: impl Fn() -> bool + Send + 'static) -> Self {
+        self.yield_when = Some(Box::new(should_yield));
+        self
+    }
+
+    /// True once the work should stop and give way (see [`Reporter::yielding_to`]).
+    #[must_use]
+    pub fn yielded(&self) -> bool {
+        self.yielded
     }
 
     /// Byte progress.

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use crate::activity::{Activity, Change};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::{FileStamp, Prepared};
 use crate::ops::Reporter;
 use crate::ops::hashing::{Storing, hash_file};
@@ -164,7 +164,24 @@ impl Worker {
         Ok(batch.len() == COMPRESS_BATCH)
     }
 
+    /// Prepares a file, giving way to interactive work: when a commit, checkout, push, pull or
+    /// gc takes the repository's lock, the read stops at once and resumes (from the start, since
+    /// the file may have been committed or changed meanwhile) after that operation.
     fn prepare(&self, root: &Path, rel: &str) -> Result<()> {
+        loop {
+            match self.prepare_once(root, rel) {
+                Err(Error::Yielded { .. }) => {
+                    self.activity.clear(root, rel);
+                    let repo = Repo::open(root)?;
+                    let handle = self.repos.handle(&repo)?;
+                    drop(handle.lock.blocking_lock());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn prepare_once(&self, root: &Path, rel: &str) -> Result<()> {
         let repo = Repo::open(root)?;
         let path = repo.abs(rel);
         if !path.is_file() || !(repo.has_manifest(rel) || repo.patterns()?.is_match(rel)) {
@@ -184,7 +201,9 @@ impl Worker {
                 return Ok(()); // Clean: nothing to prepare.
             }
         }
-        let mut reporter = Reporter::activity(Arc::clone(&self.activity), root, rel);
+        let lock = Arc::clone(&handle.lock);
+        let mut reporter = Reporter::activity(Arc::clone(&self.activity), root, rel)
+            .yielding_to(move || lock.try_lock().is_err());
         let hashed = hash_file(
             &path,
             rel,

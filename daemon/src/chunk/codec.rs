@@ -110,6 +110,26 @@ pub fn decode_verified(object: &[u8], expected: &ChunkHash) -> Result<Vec<u8>, E
     }
 }
 
+/// Checks that a stored object is the chunk `expected` without keeping the decoded bytes
+/// (a raw object is hashed in place, with no copy).
+pub fn verify(object: &[u8], expected: &ChunkHash) -> Result<(), Error> {
+    if is_raw(object) {
+        if object.len() > MAX_CHUNK_BYTES as usize {
+            return Err(Error::TooLarge(object.len()));
+        }
+        let actual = ChunkHash::of(object);
+        return if actual == *expected {
+            Ok(())
+        } else {
+            Err(Error::Mismatch {
+                expected: *expected,
+                actual,
+            })
+        };
+    }
+    decode_verified(object, expected).map(drop)
+}
+
 /// Compresses a sample from the middle of the chunk; weights that do not compress are detected
 /// after 64 KiB of work instead of a whole chunk's.
 fn worth_compressing(data: &[u8]) -> bool {

@@ -127,6 +127,7 @@ fn read_once(
         let mut size = 0u64;
         let mut count = 0usize;
         let mut read_error = None;
+        let mut yielded = false;
         for (i, piece) in chunking.split(reader).enumerate() {
             match piece {
                 Ok(piece) => {
@@ -134,6 +135,10 @@ fn read_once(
                     size += piece.data.len() as u64;
                     count = i + 1;
                     reporter.bytes("chunking", rel, size, total.max(size));
+                    if reporter.yielded() {
+                        yielded = true;
+                        break;
+                    }
                     if job_tx.send((i, piece)).is_err() {
                         break; // A worker failed; its error is collected below.
                     }
@@ -147,6 +152,11 @@ fn read_once(
         drop(job_tx);
         if let Some(e) = read_error {
             return Err(e.into());
+        }
+        if yielded {
+            return Err(Error::Yielded {
+                path: rel.to_owned(),
+            });
         }
         let deferring = matches!(store, Storing::Deferred(_));
         collect(

@@ -207,7 +207,7 @@ async fn upload(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> {
     let store = repo.store.clone();
     let object = tokio::task::spawn_blocking(move || -> Result<Bytes> {
         let object = store.get_object(&hash)?;
-        let _ = codec::decode_verified(&object, &hash)
+        codec::verify(&object, &hash)
             .map_err(|source| crate::store::Error::Corrupt { hash, source })?;
         Ok(Bytes::from(object))
     })
@@ -285,12 +285,11 @@ async fn download(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> 
     let store = repo.store.clone();
     let name = remote.describe();
     tokio::task::spawn_blocking(move || -> Result<()> {
-        let _ =
-            codec::decode_verified(&object, &hash).map_err(|source| remote::Error::Corrupt {
-                remote: name,
-                hash,
-                source,
-            })?;
+        codec::verify(&object, &hash).map_err(|source| remote::Error::Corrupt {
+            remote: name,
+            hash,
+            source,
+        })?;
         let _ = store.put_object(&hash, &object)?;
         Ok(())
     })

@@ -178,7 +178,7 @@ async fn check_remote_chunk(
     match remote.get(&hash).await {
         Ok(object) => {
             let verdict =
-                tokio::task::spawn_blocking(move || codec::decode_verified(&object, &hash).is_ok())
+                tokio::task::spawn_blocking(move || codec::verify(&object, &hash).is_ok())
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok((hash, (!verdict).then_some(ProblemKind::Corrupt)))
