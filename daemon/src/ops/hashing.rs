@@ -93,8 +93,8 @@ pub fn hash_file(
     })
 }
 
-/// Work item for a chunk worker.
-type Job = (usize, Piece);
+/// Work item for a chunk worker (the digest thread holds the same bytes).
+type Job = (usize, Arc<Piece>);
 /// What a worker sends back: index, chunk ref, stored bytes if new.
 type Done = Result<(usize, ChunkRef, Option<u64>)>;
 
@@ -122,8 +122,17 @@ fn read_once(
             let _ = scope.spawn(move || worker(&job_rx, &done_tx, store));
         }
         drop(done_tx);
+        // The whole-file SHA-256 is inherently sequential: give it a thread of its own so it
+        // overlaps with cutting (this thread) and chunk hashing and storing (the workers).
+        let (digest_tx, digest_rx) = sync_channel::<Arc<Piece>>(2 * workers);
+        let digest = scope.spawn(move || {
+            let mut whole = Sha256::new();
+            for piece in digest_rx {
+                whole.update(&piece.data);
+            }
+            ChunkHash::from_hasher(whole)
+        });
 
-        let mut whole = Sha256::new();
         let mut size = 0u64;
         let mut count = 0usize;
         let mut read_error = None;
@@ -131,7 +140,7 @@ fn read_once(
         for (i, piece) in chunking.split(reader).enumerate() {
             match piece {
                 Ok(piece) => {
-                    whole.update(&piece.data);
+                    let piece = Arc::new(piece);
                     size += piece.data.len() as u64;
                     count = i + 1;
                     reporter.bytes("chunking", rel, size, total.max(size));
@@ -139,7 +148,9 @@ fn read_once(
                         yielded = true;
                         break;
                     }
-                    if job_tx.send((i, piece)).is_err() {
+                    if digest_tx.send(Arc::clone(&piece)).is_err()
+                        || job_tx.send((i, piece)).is_err()
+                    {
                         break; // A worker failed; its error is collected below.
                     }
                 }
@@ -150,6 +161,8 @@ fn read_once(
             }
         }
         drop(job_tx);
+        drop(digest_tx);
+        let whole = digest.join().expect("hashing bytes cannot panic");
         if let Some(e) = read_error {
             return Err(e.into());
         }
@@ -159,13 +172,7 @@ fn read_once(
             });
         }
         let deferring = matches!(store, Storing::Deferred(_));
-        collect(
-            &done_rx,
-            count,
-            size,
-            ChunkHash::from_hasher(whole),
-            deferring,
-        )
+        collect(&done_rx, count, size, whole, deferring)
     })
 }
 
