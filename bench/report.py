@@ -180,9 +180,9 @@ def render(info: dict, samples: dict) -> str:
                         + [fb(tot), f"{tot / raw:.3f}" if tot else "–"])
         w(table(["tool", "v1", "v2", "v3", "v4", "store after v4", "÷ raw bytes of v1..v4"], rows))
         w("Growth is measured once the tool is done: for nshard, after the daemon's background "
-          "work on the store has finished (the store is watched until it has not changed for "
-          "2 s). What nshard's store held right after the commit returned, and how long the "
-          "background work after it took:\n")
+          "work has finished (no file shows activity and the store has not changed for 3 s). "
+          "What nshard's store held right after the commit returned (chunks are stored raw on "
+          "the commit path), and how long the background work after it took:\n")
         rows = []
         for tool in NSHARDS:
             rows.append([tool] + [f"+{r.b(f'{ds}|{tool}|growth v{i}|at commit')} · "
@@ -198,7 +198,9 @@ def render(info: dict, samples: dict) -> str:
         w("Pushed right after each commit. *sent*: bytes the tool reports (nshard: "
           "`bytes_transferred`); *remote +*: growth of the remote's storage; *wire*: bytes "
           "received on the loopback interface during the push (HTTP included; machine-wide, so "
-          "other loopback traffic counts too); for DVC and git-lfs, the remote's growth.\n\n")
+          "other loopback traffic counts too); for DVC and git-lfs, the remote's growth. "
+          "git-lfs pushes to a `file://` remote on the same filesystem by hard-linking its "
+          "objects (link count 2), so its push time is not a copy.\n\n")
         rows = []
         for label, key in (("nshard → shard-server (loopback)", "nshard|push http"),
                            ("nshard → directory", "nshard|push dir"),
@@ -240,7 +242,8 @@ def render(info: dict, samples: dict) -> str:
         w("\n### Peak memory (RSS)\n")
         w("Client: `/usr/bin/time -v` (for git-lfs, the largest process of `git add`/`git commit`). "
           "Daemon: `VmHWM` of `shardd` (reset through `/proc/<pid>/clear_refs` before each "
-          "operation; cold commits start a fresh daemon).\n\n")
+          "operation; cold commits start a fresh daemon). git-lfs's `git checkout` reads the "
+          "whole object into memory (its restore peak is the file size).\n\n")
         rows = []
         for tool in NSHARDS + PEERS:
             row = [tool]
