@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     use anyhow::Context as _;
     lifecycle::prepare_socket_dir(&config.socket)?;
-    let _pidfile = lifecycle::lock_pidfile(&config.socket)?;
+    let pidfile = lifecycle::lock_pidfile(&config.socket)?;
     let listener = server::listen(&config.socket)
         .with_context(|| format!("failed to listen on {}", config.socket.display()))?;
     let (listener, owns_socket) = match listener {
@@ -86,5 +86,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let _ = std::fs::remove_file(&config.socket);
     }
     tracing::info!("stopped");
+    // Keep the pidfile locked until the process is gone: the OS releases it at exit, after the
+    // last index handle (a background thread may still hold one) has closed, so a client that
+    // waits for the lock (`nshard daemon stop`, an upgrade restart) never meets a half-exited
+    // daemon.
+    std::mem::forget(pidfile);
     served.context("the gRPC server failed")
 }
