@@ -190,6 +190,14 @@ impl Index {
         })
     }
 
+    /// An index operation failed.
+    fn failed(&self, source: sled::Error) -> Error {
+        Error::Index {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
     /// The manifest of `file`, parsed once and reused while the manifest file is unchanged
     /// (so `status` on thousands of files does not re-parse thousands of manifests).
     pub fn manifest(&self, repo: &Repo, file: &str) -> Result<Arc<Manifest>> {
@@ -224,10 +232,7 @@ impl Index {
         let _ = self
             .files
             .insert(file.as_bytes(), stamp.encode(sha256))
-            .map_err(|source| Error::Index {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|source| self.failed(source))?;
         Ok(())
     }
 
@@ -236,10 +241,7 @@ impl Index {
         let _ = self
             .files
             .remove(file.as_bytes())
-            .map_err(|source| Error::Index {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|source| self.failed(source))?;
         Ok(())
     }
 
@@ -267,10 +269,7 @@ impl Index {
         let _ = self
             .prepared
             .insert(file.as_bytes(), bytes)
-            .map_err(|source| Error::Index {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|source| self.failed(source))?;
         self.record(file, &prepared.stamp, &prepared.sha256)
     }
 
@@ -279,10 +278,7 @@ impl Index {
         let _ = self
             .prepared
             .remove(file.as_bytes())
-            .map_err(|source| Error::Index {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|source| self.failed(source))?;
         Ok(())
     }
 
@@ -292,10 +288,7 @@ impl Index {
             let _ = self
                 .deferred
                 .insert(chunk.as_bytes(), &[])
-                .map_err(|source| Error::Index {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                .map_err(|source| self.failed(source))?;
         }
         Ok(())
     }
@@ -317,19 +310,13 @@ impl Index {
         let _ = self
             .deferred
             .remove(chunk.as_bytes())
-            .map_err(|source| Error::Index {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|source| self.failed(source))?;
         Ok(())
     }
 
     /// Writes everything to disk (on shutdown).
     pub fn flush(&self) -> Result<()> {
-        let _ = self.db.flush().map_err(|source| Error::Index {
-            path: self.path.clone(),
-            source,
-        })?;
+        let _ = self.db.flush().map_err(|source| self.failed(source))?;
         Ok(())
     }
 }
