@@ -99,14 +99,21 @@ impl Git {
 
     /// Commits that changed `path` (newest first), following renames.
     pub fn log(&self, path: &str) -> Result<Vec<LogEntry>, Error> {
-        let out = self.git(&[
+        let out = match self.git(&[
             "log",
             "--follow",
             "--name-only",
             "--format=%x1e%H%x1f%aI%x1f%s",
             "--",
             path,
-        ])?;
+        ]) {
+            Ok(out) => out,
+            // A repository without commits has no history yet: that is an empty log.
+            Err(Error::Failed { stderr, .. }) if stderr.contains("does not have any commits") => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
         let mut entries = Vec::new();
         for record in out.split('\u{1e}').filter(|r| !r.trim().is_empty()) {
             let mut lines = record.lines();
