@@ -42,22 +42,9 @@ where
     R: Send + 'static,
     F: FnOnce(&mut Reporter) -> Result<R> + Send + 'static,
 {
-    let (out_tx, out_rx) = mpsc::channel(PROGRESS_BUFFER);
-    let (progress_tx, mut progress_rx) = mpsc::channel(PROGRESS_BUFFER);
-    drop(tokio::spawn(async move {
-        let task = tokio::task::spawn_blocking(move || work(&mut Reporter::new(progress_tx)));
-        while let Some(p) = progress_rx.recv().await {
-            // A client that went away still lets the work finish consistently.
-            let _ = out_tx.send(Ok(progress(p))).await;
-        }
-        let last = match task.await {
-            Ok(Ok(result)) => Ok(finish(result)),
-            Ok(Err(e)) => Err(Status::from(e)),
-            Err(join) => Err(panicked(&join)),
-        };
-        let _ = out_tx.send(last).await;
-    }));
-    Box::pin(ReceiverStream::new(out_rx))
+    let (progress_tx, progress_rx) = mpsc::channel(PROGRESS_BUFFER);
+    let task = tokio::task::spawn_blocking(move || work(&mut Reporter::new(progress_tx)));
+    forward(task, progress_rx, progress, finish)
 }
 
 /// Runs async `work` on its own task, streaming its progress and then its result.
@@ -72,11 +59,26 @@ where
     F: FnOnce(Reporter) -> Fut,
     Fut: Future<Output = Result<R>> + Send + 'static,
 {
-    let (out_tx, out_rx) = mpsc::channel(PROGRESS_BUFFER);
-    let (progress_tx, mut progress_rx) = mpsc::channel(PROGRESS_BUFFER);
+    let (progress_tx, progress_rx) = mpsc::channel(PROGRESS_BUFFER);
     let task = tokio::spawn(work(Reporter::new(progress_tx)));
+    forward(task, progress_rx, progress, finish)
+}
+
+/// Streams `task`'s progress until it drops its reporter, then its result (or error).
+fn forward<T, R>(
+    task: tokio::task::JoinHandle<Result<R>>,
+    mut progress_rx: mpsc::Receiver<Progress>,
+    progress: fn(Progress) -> T,
+    finish: impl FnOnce(R) -> T + Send + 'static,
+) -> RpcStream<T>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel(PROGRESS_BUFFER);
     drop(tokio::spawn(async move {
         while let Some(p) = progress_rx.recv().await {
+            // A client that went away still lets the work finish consistently.
             let _ = out_tx.send(Ok(progress(p))).await;
         }
         let last = match task.await {
