@@ -3,6 +3,7 @@
 
 pub mod cdc;
 pub mod codec;
+pub mod segments;
 
 use std::fmt;
 use std::str::FromStr;

@@ -5,7 +5,6 @@
 //! of a model cheap to store.
 
 use std::fmt;
-use std::io::{self, Read};
 
 use serde::{Deserialize, Serialize};
 
@@ -129,26 +128,10 @@ impl Chunking {
         }
     }
 
-    /// Cuts `reader` into chunks. Each item holds the chunk's offset and bytes; the chunks tile
-    /// the input exactly. Memory use is bounded by `max_size` (plus one read buffer).
-    pub fn split<R: Read>(&self, reader: R) -> Chunks<R> {
-        let inner = match self.algorithm {
-            Algorithm::Fastcdc => Inner::Cdc(Box::new(fastcdc::v2020::StreamCDC::new(
-                reader,
-                self.min_size,
-                self.avg_size,
-                self.max_size,
-            ))),
-            Algorithm::Fixed => Inner::Fixed {
-                reader,
-                size: self.avg_size as usize,
-            },
-        };
-        Chunks {
-            inner,
-            offset: 0,
-            done: false,
-        }
+    /// The boundary finder for these parameters.
+    #[must_use]
+    pub fn cutter(&self) -> Cutter {
+        Cutter::new(self)
     }
 }
 
@@ -177,69 +160,62 @@ fn human_size(bytes: u32) -> String {
     }
 }
 
-/// One chunk cut from a stream.
-#[derive(Debug)]
-pub struct Piece {
-    /// Offset of the first byte in the input.
-    pub offset: u64,
-    /// The chunk's bytes.
-    pub data: Vec<u8>,
+/// Finds chunk boundaries in bytes held in memory, with exactly the cuts of FastCDC 2020
+/// (normalisation level 1, the crate's default gear table) or fixed-size blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct Cutter {
+    fixed: bool,
+    min: usize,
+    avg: usize,
+    max: usize,
+    mask_s: u64,
+    mask_l: u64,
 }
 
-/// Iterator over the chunks of a stream; see [`Chunking::split`].
-pub struct Chunks<R: Read> {
-    inner: Inner<R>,
-    offset: u64,
-    done: bool,
-}
-
-enum Inner<R: Read> {
-    Cdc(Box<fastcdc::v2020::StreamCDC<R>>),
-    Fixed { reader: R, size: usize },
-}
-
-impl<R: Read> Iterator for Chunks<R> {
-    type Item = io::Result<Piece>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let next = match &mut self.inner {
-            Inner::Cdc(stream) => match stream.next() {
-                None => Ok(None),
-                Some(Ok(chunk)) => Ok(Some(chunk.data)),
-                Some(Err(fastcdc::v2020::Error::IoError(e))) => Err(e),
-                Some(Err(other)) => Err(io::Error::other(other.to_string())),
-            },
-            Inner::Fixed { reader, size } => read_block(reader, *size),
-        };
-        match next {
-            Ok(Some(data)) => {
-                let piece = Piece {
-                    offset: self.offset,
-                    data,
-                };
-                self.offset += piece.data.len() as u64;
-                Some(Ok(piece))
-            }
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
+impl Cutter {
+    fn new(chunking: &Chunking) -> Self {
+        let bits = fastcdc::v2020::logarithm2(chunking.avg_size.max(fastcdc::v2020::AVERAGE_MIN));
+        let normalization = fastcdc::v2020::Normalization::Level1.bits();
+        Self {
+            fixed: chunking.algorithm == Algorithm::Fixed,
+            min: chunking.min_size as usize,
+            avg: chunking.avg_size as usize,
+            max: chunking.max_size as usize,
+            mask_s: fastcdc::v2020::MASKS[(bits + normalization) as usize],
+            mask_l: fastcdc::v2020::MASKS[(bits - normalization) as usize],
         }
     }
-}
 
-/// Reads up to `size` bytes, retrying short reads; `None` at end of input.
-fn read_block<R: Read>(reader: &mut R, size: usize) -> io::Result<Option<Vec<u8>>> {
-    let mut data = Vec::with_capacity(size);
-    let read = reader.take(size as u64).read_to_end(&mut data)?;
-    Ok((read > 0).then_some(data))
+    /// The largest chunk: how many bytes [`Cutter::next`] needs to see before it can decide.
+    #[must_use]
+    pub fn max_size(&self) -> usize {
+        self.max
+    }
+
+    /// Length of the chunk that starts at `data[0]`. `None` when `data` is empty, or when it
+    /// is shorter than the largest chunk and more input may follow (`at_end` false): the cut
+    /// could still depend on bytes not seen yet.
+    #[must_use]
+    pub fn next(&self, data: &[u8], at_end: bool) -> Option<usize> {
+        if data.is_empty() || (data.len() < self.max && !at_end) {
+            return None;
+        }
+        let window = &data[..data.len().min(self.max)];
+        if self.fixed {
+            return Some(window.len());
+        }
+        let (_, cut) = fastcdc::v2020::cut(
+            window,
+            self.min,
+            self.avg,
+            self.max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+        );
+        Some(cut)
+    }
 }
 
 #[cfg(test)]
@@ -257,11 +233,32 @@ mod tests {
         }
     }
 
+    struct Piece {
+        offset: u64,
+        data: Vec<u8>,
+    }
+
+    /// Cuts a whole input held in memory.
     fn cut(chunking: &Chunking, data: &[u8]) -> Vec<Piece> {
-        chunking
-            .split(data)
-            .collect::<io::Result<_>>()
-            .expect("reading a slice cannot fail")
+        let cutter = chunking.cutter();
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while let Some(size) = cutter.next(&data[at..], true) {
+            pieces.push(Piece {
+                offset: at as u64,
+                data: data[at..at + size].to_vec(),
+            });
+            at += size;
+        }
+        pieces
+    }
+
+    #[test]
+    fn no_cut_is_made_before_the_largest_chunk_could_be_seen() {
+        let c = small();
+        let data = noise(c.max_size as usize - 1, 5);
+        assert_eq!(c.cutter().next(&data, false), None);
+        assert!(c.cutter().next(&data, true).is_some());
     }
 
     /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -305,14 +302,6 @@ mod tests {
     #[test]
     fn empty_input_has_no_chunks() {
         assert!(cut(&small(), b"").is_empty());
-    }
-
-    #[test]
-    fn fixed_blocks_are_exact() {
-        let fixed = Chunking::fixed(64 * 1024).expect("in range");
-        let data = noise(200_000, 7);
-        let sizes: Vec<usize> = cut(&fixed, &data).iter().map(|p| p.data.len()).collect();
-        assert_eq!(sizes, [65536, 65536, 65536, 3392]);
     }
 
     proptest! {

@@ -4,6 +4,7 @@
 //! start with that magic is always stored compressed, so every stored object decodes one way
 //! only. The same object travels unchanged to directories, `shard-server` and S3.
 
+use std::borrow::Cow;
 use std::io;
 
 use super::ChunkHash;
@@ -50,16 +51,16 @@ pub enum Error {
 ///
 /// # Errors
 /// Only when zstd cannot allocate its context.
-pub fn encode(data: &[u8]) -> io::Result<Vec<u8>> {
+pub fn encode(data: &[u8]) -> io::Result<Cow<'_, [u8]>> {
     let must_frame = data.starts_with(&ZSTD_MAGIC);
     if !must_frame && !worth_compressing(data) {
-        return Ok(data.to_vec());
+        return Ok(Cow::Borrowed(data));
     }
     let frame = zstd::bulk::compress(data, LEVEL)?;
     Ok(if must_frame || frame.len() < data.len() {
-        frame
+        Cow::Owned(frame)
     } else {
-        data.to_vec()
+        Cow::Borrowed(data)
     })
 }
 
@@ -68,11 +69,11 @@ pub fn encode(data: &[u8]) -> io::Result<Vec<u8>> {
 ///
 /// # Errors
 /// Only when zstd cannot allocate its context.
-pub fn encode_raw(data: &[u8]) -> io::Result<Vec<u8>> {
+pub fn encode_raw(data: &[u8]) -> io::Result<Cow<'_, [u8]>> {
     if data.starts_with(&ZSTD_MAGIC) {
         encode(data)
     } else {
-        Ok(data.to_vec())
+        Ok(Cow::Borrowed(data))
     }
 }
 

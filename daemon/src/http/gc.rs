@@ -260,7 +260,7 @@ mod tests {
     async fn put_chunk(backend: &Backend, seed: u8) -> ChunkHash {
         let data = vec![seed; 5000];
         let hash = ChunkHash::of(&data);
-        let object = Bytes::from(codec::encode(&data).expect("encode"));
+        let object = Bytes::from(codec::encode(&data).expect("encode").into_owned());
         assert!(backend.put(&hash, object).await.expect("put"));
         hash
     }

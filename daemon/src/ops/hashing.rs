@@ -1,8 +1,8 @@
 //! Reading a file once to cut, hash and (optionally) store its chunks, in parallel across
-//! cores: the calling thread reads, cuts and keeps the whole-file SHA-256; worker threads hash
-//! each chunk and compress and store the new ones.
+//! cores: the calling thread reads and cuts, one thread keeps the whole-file SHA-256, and
+//! worker threads hash each chunk and store the new ones. All of them share the bytes of each
+//! read segment ([`crate::chunk::segments`]); nothing is copied per chunk.
 
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -13,14 +13,18 @@ use sha2::{Digest, Sha256};
 
 use super::Reporter;
 use crate::chunk::ChunkHash;
-use crate::chunk::cdc::{Chunking, Piece};
+use crate::chunk::cdc::Chunking;
+use crate::chunk::segments::{Event, SegmentReader, SegmentSlice};
 use crate::error::{Error, Result};
 use crate::index::FileStamp;
 use crate::manifest::ChunkRef;
 use crate::store::local::LocalStore;
 
-/// Large reads keep the disk streaming and syscalls rare.
-const READ_BUFFER_BYTES: usize = 8 << 20;
+/// How much lower the chunk workers' priority is than the reader's and the digest's.
+const WORKER_NICE_STEP: i32 = 5;
+
+/// Chunks queued for the workers (the segment pool bounds the memory they hold).
+const QUEUED_CHUNKS: usize = 64;
 
 /// Times a file is re-read when it changes under us before giving up.
 const STABILITY_ATTEMPTS: usize = 3;
@@ -93,8 +97,8 @@ pub fn hash_file(
     })
 }
 
-/// Work item for a chunk worker (the digest thread holds the same bytes).
-type Job = (usize, Arc<Piece>);
+/// Work item for a chunk worker: index, offset and bytes of a chunk.
+type Job = (usize, u64, SegmentSlice);
 /// What a worker sends back: index, chunk ref, stored bytes if new.
 type Done = Result<(usize, ChunkRef, Option<u64>)>;
 
@@ -107,11 +111,10 @@ fn read_once(
     reporter: &mut Reporter,
 ) -> Result<Hashed> {
     let file = fs::File::open(path)?;
-    let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
     let workers = thread::available_parallelism()
         .map_or(2, std::num::NonZero::get)
         .max(2);
-    let (job_tx, job_rx) = sync_channel::<Job>(workers);
+    let (job_tx, job_rx) = sync_channel::<Job>(QUEUED_CHUNKS);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
 
@@ -123,12 +126,13 @@ fn read_once(
         }
         drop(done_tx);
         // The whole-file SHA-256 is inherently sequential: give it a thread of its own so it
-        // overlaps with cutting (this thread) and chunk hashing and storing (the workers).
-        let (digest_tx, digest_rx) = sync_channel::<Arc<Piece>>(2 * workers);
+        // overlaps with reading and cutting (this thread) and chunk hashing and storing (the
+        // workers). It sees each segment once, as it is read.
+        let (digest_tx, digest_rx) = sync_channel::<SegmentSlice>(QUEUED_CHUNKS);
         let digest = scope.spawn(move || {
             let mut whole = Sha256::new();
-            for piece in digest_rx {
-                whole.update(&piece.data);
+            for bytes in digest_rx {
+                whole.update(&*bytes);
             }
             ChunkHash::from_hasher(whole)
         });
@@ -137,27 +141,26 @@ fn read_once(
         let mut count = 0usize;
         let mut read_error = None;
         let mut yielded = false;
-        for (i, piece) in chunking.split(reader).enumerate() {
-            match piece {
-                Ok(piece) => {
-                    let piece = Arc::new(piece);
-                    size += piece.data.len() as u64;
-                    count = i + 1;
+        for event in SegmentReader::new(file, chunking.cutter()) {
+            let sent = match event {
+                Ok(Event::Data(bytes)) => digest_tx.send(bytes).is_ok(),
+                Ok(Event::Chunk { offset, bytes }) => {
+                    size = offset + bytes.len() as u64;
                     reporter.bytes("chunking", rel, size, total.max(size));
                     if reporter.yielded() {
                         yielded = true;
                         break;
                     }
-                    if digest_tx.send(Arc::clone(&piece)).is_err()
-                        || job_tx.send((i, piece)).is_err()
-                    {
-                        break; // A worker failed; its error is collected below.
-                    }
+                    count += 1;
+                    job_tx.send((count - 1, offset, bytes)).is_ok()
                 }
                 Err(e) => {
                     read_error = Some(crate::fsutil::with_path(e, path));
                     break;
                 }
+            };
+            if !sent {
+                break; // A worker failed; its error is collected below.
             }
         }
         drop(job_tx);
@@ -177,23 +180,37 @@ fn read_once(
 }
 
 fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, store: Storing<'_>) {
+    give_way();
     loop {
         let job = jobs.lock().map(|rx| rx.recv());
-        let Ok(Ok((i, piece))) = job else { return };
-        let hash = ChunkHash::of(&piece.data);
+        let Ok(Ok((i, offset, bytes))) = job else {
+            return;
+        };
+        let hash = ChunkHash::of(&bytes);
         let chunk = ChunkRef {
-            offset: piece.offset,
-            size: piece.data.len() as u32,
+            offset,
+            size: bytes.len() as u32,
             sha256: hash,
         };
         let stored = match store {
             Storing::Nothing => Ok(None),
-            Storing::Compressed(s) => s.put_chunk(&hash, &piece.data, true).map_err(Into::into),
-            Storing::Deferred(s) => s.put_chunk(&hash, &piece.data, false).map_err(Into::into),
+            Storing::Compressed(s) => s.put_chunk(&hash, &bytes, true).map_err(Into::into),
+            Storing::Deferred(s) => s.put_chunk(&hash, &bytes, false).map_err(Into::into),
         };
+        drop(bytes);
         if done.send(stored.map(|s| (i, chunk, s))).is_err() {
             return;
         }
+    }
+}
+
+/// Lowers the calling worker's priority a little (relative to the thread that started it), so
+/// on a busy machine the two serial chains, reading-and-cutting and the whole-file digest,
+/// keep a core each and the parallel chunk work fills the gaps instead of slowing them down.
+fn give_way() {
+    let tid = Some(rustix::thread::gettid());
+    if let Ok(nice) = rustix::process::getpriority_process(tid) {
+        let _ = rustix::process::setpriority_process(tid, (nice + WORKER_NICE_STEP).min(19));
     }
 }
 

@@ -184,7 +184,10 @@ pub fn compressible(seed: u8, len: usize) -> (ChunkHash, Vec<u8>) {
     let data: Vec<u8> = (0..len)
         .map(|i| seed.wrapping_add((i / 1000) as u8))
         .collect();
-    (ChunkHash::of(&data), codec::encode(&data).unwrap())
+    (
+        ChunkHash::of(&data),
+        codec::encode(&data).unwrap().into_owned(),
+    )
 }
 
 /// The `error` string of a JSON error response, checking its status.
