@@ -1,6 +1,7 @@
 //! Chunk identity: the [`ChunkHash`] newtype, plus the chunker ([`cdc`]) and the storage codec
 //! ([`codec`]) that turn file bytes into stored objects.
 
+pub mod buffers;
 pub mod cdc;
 pub mod codec;
 pub mod segments;

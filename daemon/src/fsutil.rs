@@ -1,4 +1,5 @@
-//! Atomic file replacement: write a temporary sibling, fsync it, rename it over the target.
+//! Atomic file replacement: write a temporary sibling, fsync it, rename it over the target
+//! (large working files rebuilt from the store skip the fsync).
 //!
 //! Readers (and a crash at any moment) see either the old file or the new one, never a mix.
 
@@ -32,15 +33,25 @@ pub fn temp_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
 
 /// Flushes `tmp` to disk and renames it to `path`, keeping `path`'s permissions if it exists.
 pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| with_path(e, tmp.path()))?;
+    persist_rebuildable(tmp, path)
+}
+
+/// Renames `tmp` to `path` without waiting for the disk, keeping `path`'s permissions if it
+/// exists: for working files rebuilt from the store, as `git checkout` writes them. Readers
+/// still see the old file or the whole new one. Only a power loss within the kernel's
+/// writeback delay (about 30 s) could leave the file damaged, as after any `git checkout`;
+/// `nshard checkout --force` rebuilds it from the store. Waiting for the disk would more than
+/// double the time of a large checkout.
+pub fn persist_rebuildable(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
     // tempfile creates 0600 files; a new working file gets the usual 0644 instead.
     let permissions = std::fs::metadata(path).map_or_else(
         |_| std::os::unix::fs::PermissionsExt::from_mode(0o644),
         |meta| meta.permissions(),
     );
     std::fs::set_permissions(tmp.path(), permissions).map_err(|e| with_path(e, path))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| with_path(e, tmp.path()))?;
     let _ = tmp.persist(path).map_err(|e| with_path(e.error, path))?;
     Ok(())
 }

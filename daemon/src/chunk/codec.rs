@@ -84,21 +84,24 @@ pub fn is_raw(object: &[u8]) -> bool {
 }
 
 /// Decodes a stored object, refusing anything that would expand beyond the maximum chunk size.
-pub fn decode(object: &[u8]) -> Result<Vec<u8>, Error> {
+/// A raw object is its own chunk and is borrowed, not copied.
+pub fn decode(object: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
     if object.len() > MAX_OBJECT_BYTES {
         return Err(Error::TooLarge(object.len()));
     }
     if object.starts_with(&ZSTD_MAGIC) {
-        zstd::bulk::decompress(object, MAX_CHUNK_BYTES as usize).map_err(Error::Corrupt)
+        zstd::bulk::decompress(object, MAX_CHUNK_BYTES as usize)
+            .map(Cow::Owned)
+            .map_err(Error::Corrupt)
     } else if object.len() > MAX_CHUNK_BYTES as usize {
         Err(Error::TooLarge(object.len()))
     } else {
-        Ok(object.to_vec())
+        Ok(Cow::Borrowed(object))
     }
 }
 
 /// Decodes a stored object and checks that it is the chunk `expected`.
-pub fn decode_verified(object: &[u8], expected: &ChunkHash) -> Result<Vec<u8>, Error> {
+pub fn decode_verified<'a>(object: &'a [u8], expected: &ChunkHash) -> Result<Cow<'a, [u8]>, Error> {
     let data = decode(object)?;
     let actual = ChunkHash::of(&data);
     if actual == *expected {
@@ -111,23 +114,52 @@ pub fn decode_verified(object: &[u8], expected: &ChunkHash) -> Result<Vec<u8>, E
     }
 }
 
-/// Checks that a stored object is the chunk `expected` without keeping the decoded bytes
-/// (a raw object is hashed in place, with no copy).
-pub fn verify(object: &[u8], expected: &ChunkHash) -> Result<(), Error> {
+/// Decodes `object` into `out` (replacing its contents) and checks that it is the chunk
+/// `expected`; `out`'s allocation is reused. A raw object is swapped into `out` rather than
+/// copied, leaving `object` holding `out`'s old buffer.
+pub fn decode_verified_into(
+    object: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    expected: &ChunkHash,
+) -> Result<(), Error> {
+    if object.len() > MAX_OBJECT_BYTES {
+        return Err(Error::TooLarge(object.len()));
+    }
     if is_raw(object) {
         if object.len() > MAX_CHUNK_BYTES as usize {
             return Err(Error::TooLarge(object.len()));
         }
-        let actual = ChunkHash::of(object);
-        return if actual == *expected {
-            Ok(())
-        } else {
-            Err(Error::Mismatch {
-                expected: *expected,
-                actual,
-            })
-        };
+        std::mem::swap(object, out);
+    } else {
+        out.clear();
+        out.reserve(MAX_CHUNK_BYTES as usize);
+        let _ = zstd::bulk::Decompressor::new()
+            .and_then(|mut z| z.decompress_to_buffer(object.as_slice(), out))
+            .map_err(Error::Corrupt)?;
     }
+    let actual = ChunkHash::of(out);
+    if actual == *expected {
+        Ok(())
+    } else {
+        Err(Error::Mismatch {
+            expected: *expected,
+            actual,
+        })
+    }
+}
+
+/// [`decode_verified`] for an object the caller owns: a raw object becomes the chunk itself.
+pub fn into_verified_chunk(object: Vec<u8>, expected: &ChunkHash) -> Result<Vec<u8>, Error> {
+    let decoded = match decode_verified(&object, expected)? {
+        Cow::Owned(data) => Some(data),
+        Cow::Borrowed(_) => None,
+    };
+    Ok(decoded.unwrap_or(object))
+}
+
+/// Checks that a stored object is the chunk `expected` without keeping the decoded bytes
+/// (a raw object is hashed in place, with no copy).
+pub fn verify(object: &[u8], expected: &ChunkHash) -> Result<(), Error> {
     decode_verified(object, expected).map(drop)
 }
 
@@ -190,6 +222,23 @@ mod tests {
     }
 
     #[test]
+    fn decoding_into_reused_buffers_matches_decoding() {
+        let mut out = vec![9u8; 10];
+        for data in [vec![7u8; 1 << 20], b"raw, short".to_vec()] {
+            let hash = ChunkHash::of(&data);
+            let mut object = encode(&data).expect("encode").into_owned();
+            decode_verified_into(&mut object, &mut out, &hash).expect("valid");
+            assert_eq!(out, data);
+            let mut object = encode(&data).expect("encode").into_owned();
+            let wrong = ChunkHash::of(b"other");
+            assert!(matches!(
+                decode_verified_into(&mut object, &mut out, &wrong),
+                Err(Error::Mismatch { .. })
+            ));
+        }
+    }
+
+    #[test]
     fn raw_objects_over_the_chunk_limit_are_refused() {
         let raw = vec![1u8; MAX_CHUNK_BYTES as usize + 1];
         assert!(matches!(decode(&raw), Err(Error::TooLarge(_))));
@@ -207,7 +256,7 @@ mod tests {
         fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), repeat in 1usize..4) {
             let data = data.repeat(repeat);
             let object = encode(&data).expect("in-memory compression succeeds");
-            prop_assert_eq!(decode(&object).expect("our own encoding decodes"), data);
+            prop_assert_eq!(&*decode(&object).expect("our own encoding decodes"), &data[..]);
         }
     }
 }

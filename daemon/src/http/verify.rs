@@ -152,7 +152,7 @@ async fn check_chunk(
         return Ok(None);
     };
     let bytes = object.len() as u64;
-    let decoded = tokio::task::spawn_blocking(move || codec::decode_verified(&object, &hash));
+    let decoded = tokio::task::spawn_blocking(move || codec::verify(&object, &hash));
     let problem = decoded
         .await?
         .err()

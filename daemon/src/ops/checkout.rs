@@ -3,15 +3,16 @@
 //! current content is stored nowhere is never overwritten without `--force`.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use fs_err as fs;
 use sha2::{Digest, Sha256};
 
 use crate::chunk::ChunkHash;
+use crate::chunk::buffers::BufferPool;
 use crate::error::{Error, Result};
-use crate::fsutil::{persist, temp_sibling, with_path};
+use crate::fsutil::{persist_rebuildable, temp_sibling, with_path};
 use crate::index::{FileStamp, Index};
 use crate::manifest::Manifest;
 use crate::ops::history::all_history_manifests;
@@ -133,6 +134,9 @@ fn ensure_parent_inside(repo: &Repo, path: &Path) -> Result<()> {
     }
 }
 
+/// Writes the file into a temporary sibling: workers read, verify and write each chunk at its
+/// offset, while this thread hashes the chunks in order, so the whole-file check costs no
+/// extra pass. The file is renamed into place only once that check passes.
 fn write_file(
     repo: &Repo,
     file: &str,
@@ -140,49 +144,59 @@ fn write_file(
     path: &Path,
     reporter: &mut Reporter,
 ) -> Result<()> {
-    let mut tmp = temp_sibling(path)?;
+    let tmp = temp_sibling(path)?;
+    let out = tmp.as_file();
+    out.set_len(manifest.size).map_err(|e| with_path(e, path))?;
     let mut whole = Sha256::new();
     let mut done = 0u64;
-    {
-        let mut out = std::io::BufWriter::with_capacity(8 << 20, tmp.as_file_mut());
-        // Chunks are read, decompressed and verified in parallel; this thread writes them in
-        // order and hashes the whole file.
-        let workers = parallel::workers();
-        parallel::ordered(
-            &manifest.chunks,
-            workers,
-            2 * workers,
-            |chunk| read_chunk(repo, &chunk.sha256, file),
-            |data| {
-                whole.update(&data);
-                out.write_all(&data).map_err(|e| with_path(e, path))?;
-                done += data.len() as u64;
-                reporter.bytes("checking out", file, done, manifest.size);
-                Ok(())
-            },
-        )?;
-        out.flush().map_err(|e| with_path(e, path))?;
-    }
+    let workers = parallel::workers();
+    let buffers = BufferPool::default();
+    parallel::ordered(
+        &manifest.chunks,
+        workers,
+        2 * workers,
+        |chunk| {
+            let (mut scratch, mut data) = (buffers.take(), buffers.take());
+            read_chunk(repo, &chunk.sha256, file, &mut scratch, &mut data)?;
+            out.write_all_at(&data, chunk.offset)
+                .map_err(|e| with_path(e, path))?;
+            Ok::<_, Error>(data)
+        },
+        |data| {
+            whole.update(&*data);
+            done += data.len() as u64;
+            reporter.bytes("checking out", file, done, manifest.size);
+            Ok(())
+        },
+    )?;
     if ChunkHash::from_hasher(whole) != manifest.sha256 {
         return Err(Error::FileDigestMismatch {
             file: file.to_owned(),
         });
     }
-    persist(tmp, path)?;
+    persist_rebuildable(tmp, path)?;
     Ok(())
 }
 
-fn read_chunk(repo: &Repo, hash: &ChunkHash, file: &str) -> Result<Vec<u8>> {
-    repo.store.read_chunk(hash).map_err(|e| match e {
-        store::Error::NotFound(hash) => Error::ChunkMissing {
-            hash,
-            file: file.to_owned(),
-        },
-        store::Error::Corrupt { hash, .. } => Error::ChunkCorrupt {
-            hash,
-            file: file.to_owned(),
-            object: repo.store.object_path(&hash),
-        },
-        store::Error::Io(e) => e.into(),
-    })
+fn read_chunk(
+    repo: &Repo,
+    hash: &ChunkHash,
+    file: &str,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    repo.store
+        .read_chunk_into(hash, scratch, out)
+        .map_err(|e| match e {
+            store::Error::NotFound(hash) => Error::ChunkMissing {
+                hash,
+                file: file.to_owned(),
+            },
+            store::Error::Corrupt { hash, .. } => Error::ChunkCorrupt {
+                hash,
+                file: file.to_owned(),
+                object: repo.store.object_path(&hash),
+            },
+            store::Error::Io(e) => e.into(),
+        })
 }

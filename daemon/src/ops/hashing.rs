@@ -20,9 +20,6 @@ use crate::index::FileStamp;
 use crate::manifest::ChunkRef;
 use crate::store::local::LocalStore;
 
-/// How much lower the chunk workers' priority is than the reader's and the digest's.
-const WORKER_NICE_STEP: i32 = 5;
-
 /// Chunks queued for the workers (the segment pool bounds the memory they hold).
 const QUEUED_CHUNKS: usize = 64;
 
@@ -180,7 +177,7 @@ fn read_once(
 }
 
 fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, store: Storing<'_>) {
-    give_way();
+    super::parallel::give_way();
     loop {
         let job = jobs.lock().map(|rx| rx.recv());
         let Ok(Ok((i, offset, bytes))) = job else {
@@ -201,16 +198,6 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, sto
         if done.send(stored.map(|s| (i, chunk, s))).is_err() {
             return;
         }
-    }
-}
-
-/// Lowers the calling worker's priority a little (relative to the thread that started it), so
-/// on a busy machine the two serial chains, reading-and-cutting and the whole-file digest,
-/// keep a core each and the parallel chunk work fills the gaps instead of slowing them down.
-fn give_way() {
-    let tid = Some(rustix::thread::gettid());
-    if let Ok(nice) = rustix::process::getpriority_process(tid) {
-        let _ = rustix::process::setpriority_process(tid, (nice + WORKER_NICE_STEP).min(19));
     }
 }
 

@@ -156,10 +156,32 @@ impl LocalStore {
         }
     }
 
+    /// Reads, decodes and verifies the chunk `hash` into `out`, reusing the allocations of
+    /// `out` and of `scratch` (which holds the stored object meanwhile).
+    pub fn read_chunk_into(
+        &self,
+        hash: &ChunkHash,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let path = self.object_path(hash);
+        let mut file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound(*hash)),
+            Err(e) => return Err(Error::Io(e)),
+        };
+        scratch.clear();
+        let _ = io::Read::read_to_end(&mut file, scratch)?;
+        codec::decode_verified_into(scratch, out, hash).map_err(|source| Error::Corrupt {
+            hash: *hash,
+            source,
+        })
+    }
+
     /// Reads, decodes and verifies the chunk `hash`.
     pub fn read_chunk(&self, hash: &ChunkHash) -> Result<Vec<u8>, Error> {
         let object = self.get_object(hash)?;
-        codec::decode_verified(&object, hash).map_err(|source| Error::Corrupt {
+        codec::into_verified_chunk(object, hash).map_err(|source| Error::Corrupt {
             hash: *hash,
             source,
         })
