@@ -63,6 +63,7 @@ impl Repo {
             return Ok((Self::open(&root)?, false));
         }
         fs::create_dir_all(shard.join("objects"))?;
+        ignore_itself(&shard)?;
         let config = RepoConfig {
             chunking,
             ..RepoConfig::default()
@@ -80,6 +81,7 @@ impl Repo {
     /// Writes the configuration back, creating `.shard/` if needed.
     pub fn save_config(&self) -> Result<()> {
         fs::create_dir_all(self.shard_dir())?;
+        ignore_itself(&self.shard_dir())?;
         self.config.save(&self.shard_dir().join("config.toml"))
     }
 
@@ -227,4 +229,17 @@ mod tests {
         assert!(!set.is_match("models/sub/a.bin"));
         assert!(set.is_match("data/x/y.csv"));
     }
+}
+
+/// Puts a `.gitignore` of `*` in `.shard/`, as virtualenv does in a venv, so `git add -A` can
+/// never commit the store or the index, whether or not `nshard git-init` ran.
+fn ignore_itself(shard: &Path) -> Result<()> {
+    let path = shard.join(".gitignore");
+    if !path.exists() {
+        crate::fsutil::write_atomic(
+            &path,
+            b"# NeuroShard's store and index: never committed to Git.\n*\n",
+        )?;
+    }
+    Ok(())
 }

@@ -19,6 +19,24 @@ fn init_creates_the_shard_directory() {
 }
 
 #[test]
+fn git_add_never_picks_up_the_store_even_without_git_init() {
+    let s = Sandbox::with_repo();
+    s.write("notes.txt", b"hello");
+    s.write("models/a.bin", &random_bytes(2, 100_000));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let _ = s.git(&["add", "-A"]);
+    let staged = s.git(&["diff", "--cached", "--name-only"]);
+    assert!(
+        !staged.lines().any(|f| f.starts_with(".shard/")),
+        "the store was staged:\n{staged}"
+    );
+    assert!(
+        staged.lines().any(|f| f == "models/a.bin.shard.json"),
+        "{staged}"
+    );
+}
+
+#[test]
 fn init_twice_is_harmless() {
     let s = Sandbox::with_repo();
     s.write("models/a.bin", &random_bytes(1, 300_000));
