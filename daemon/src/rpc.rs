@@ -487,9 +487,9 @@ impl Shardd for Service {
         let index = handle.index.clone();
         let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_async(
-            move |mut reporter| async move {
+            move |reporter| async move {
                 let _guard = guard;
-                transfer::pull(repo, index, files, remote, options, &mut reporter).await
+                transfer::pull(repo, index, files, remote, options, reporter).await
             },
             |p| pb::PullResponse {
                 event: Some(pb::pull_response::Event::Progress(p)),

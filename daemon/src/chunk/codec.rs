@@ -86,32 +86,21 @@ pub fn is_raw(object: &[u8]) -> bool {
 /// Decodes a stored object, refusing anything that would expand beyond the maximum chunk size.
 /// A raw object is its own chunk and is borrowed, not copied.
 pub fn decode(object: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
-    if object.len() > MAX_OBJECT_BYTES {
-        return Err(Error::TooLarge(object.len()));
-    }
-    if object.starts_with(&ZSTD_MAGIC) {
+    check_object_size(object)?;
+    if is_raw(object) {
+        Ok(Cow::Borrowed(object))
+    } else {
         zstd::bulk::decompress(object, MAX_CHUNK_BYTES as usize)
             .map(Cow::Owned)
             .map_err(Error::Corrupt)
-    } else if object.len() > MAX_CHUNK_BYTES as usize {
-        Err(Error::TooLarge(object.len()))
-    } else {
-        Ok(Cow::Borrowed(object))
     }
 }
 
 /// Decodes a stored object and checks that it is the chunk `expected`.
 pub fn decode_verified<'a>(object: &'a [u8], expected: &ChunkHash) -> Result<Cow<'a, [u8]>, Error> {
     let data = decode(object)?;
-    let actual = ChunkHash::of(&data);
-    if actual == *expected {
-        Ok(data)
-    } else {
-        Err(Error::Mismatch {
-            expected: *expected,
-            actual,
-        })
-    }
+    check_hash(&data, expected)?;
+    Ok(data)
 }
 
 /// Decodes `object` into `out` (replacing its contents) and checks that it is the chunk
@@ -122,22 +111,55 @@ pub fn decode_verified_into(
     out: &mut Vec<u8>,
     expected: &ChunkHash,
 ) -> Result<(), Error> {
-    if object.len() > MAX_OBJECT_BYTES {
-        return Err(Error::TooLarge(object.len()));
-    }
+    check_object_size(object)?;
     if is_raw(object) {
-        if object.len() > MAX_CHUNK_BYTES as usize {
-            return Err(Error::TooLarge(object.len()));
-        }
         std::mem::swap(object, out);
     } else {
-        out.clear();
-        out.reserve(MAX_CHUNK_BYTES as usize);
-        let _ = zstd::bulk::Decompressor::new()
-            .and_then(|mut z| z.decompress_to_buffer(object.as_slice(), out))
-            .map_err(Error::Corrupt)?;
+        decompress_into(object, out)?;
     }
-    let actual = ChunkHash::of(out);
+    check_hash(out, expected)
+}
+
+/// [`decode_verified_into`] for an object the caller cannot give up (a raw one is copied).
+pub fn copy_verified_into(
+    object: &[u8],
+    out: &mut Vec<u8>,
+    expected: &ChunkHash,
+) -> Result<(), Error> {
+    check_object_size(object)?;
+    if is_raw(object) {
+        out.clear();
+        out.extend_from_slice(object);
+    } else {
+        decompress_into(object, out)?;
+    }
+    check_hash(out, expected)
+}
+
+fn check_object_size(object: &[u8]) -> Result<(), Error> {
+    let limit = if is_raw(object) {
+        MAX_CHUNK_BYTES as usize
+    } else {
+        MAX_OBJECT_BYTES
+    };
+    if object.len() > limit {
+        Err(Error::TooLarge(object.len()))
+    } else {
+        Ok(())
+    }
+}
+
+fn decompress_into(frame: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    out.clear();
+    out.reserve(MAX_CHUNK_BYTES as usize);
+    zstd::bulk::Decompressor::new()
+        .and_then(|mut z| z.decompress_to_buffer(frame, out))
+        .map(drop)
+        .map_err(Error::Corrupt)
+}
+
+fn check_hash(data: &[u8], expected: &ChunkHash) -> Result<(), Error> {
+    let actual = ChunkHash::of(data);
     if actual == *expected {
         Ok(())
     } else {
@@ -221,6 +243,10 @@ mod tests {
         assert!(matches!(err, Error::Mismatch { .. }));
     }
 
+    fn object_of(data: &[u8]) -> Vec<u8> {
+        encode(data).expect("encode").into_owned()
+    }
+
     #[test]
     fn decoding_into_reused_buffers_matches_decoding() {
         let mut out = vec![9u8; 10];
@@ -228,6 +254,8 @@ mod tests {
             let hash = ChunkHash::of(&data);
             let mut object = encode(&data).expect("encode").into_owned();
             decode_verified_into(&mut object, &mut out, &hash).expect("valid");
+            assert_eq!(out, data);
+            copy_verified_into(&object_of(&data), &mut out, &hash).expect("valid");
             assert_eq!(out, data);
             let mut object = encode(&data).expect("encode").into_owned();
             let wrong = ChunkHash::of(b"other");

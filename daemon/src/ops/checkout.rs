@@ -48,10 +48,60 @@ pub fn checkout(
     checkout_manifests(repo, index, &manifests, force, reporter)
 }
 
+/// Where a checkout gets the verified bytes of each chunk.
+pub trait ChunkSource: Sync {
+    /// Whether `hash` can be fetched; checked for every chunk of a file before it is written.
+    fn has(&self, hash: &ChunkHash) -> bool;
+
+    /// Puts the verified bytes of `hash` (needed by `file`) into `out`; `scratch` is spare
+    /// room for the stored object.
+    fn fetch(
+        &self,
+        hash: &ChunkHash,
+        file: &str,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<()>;
+
+    /// Chunks fetched at once.
+    fn parallelism(&self) -> usize {
+        parallel::workers()
+    }
+}
+
+/// The repository's own store.
+impl ChunkSource for Repo {
+    fn has(&self, hash: &ChunkHash) -> bool {
+        self.store.contains(hash)
+    }
+
+    fn fetch(
+        &self,
+        hash: &ChunkHash,
+        file: &str,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        read_chunk(self, hash, file, scratch, out)
+    }
+}
+
 /// Writes each file as its manifest describes (manifests from the working tree or from Git
 /// history alike).
 pub fn checkout_manifests(
     repo: &Repo,
+    index: &Index,
+    manifests: &[(String, Manifest)],
+    force: bool,
+    reporter: &mut Reporter,
+) -> Result<CheckoutReport> {
+    checkout_from(repo, repo, index, manifests, force, reporter)
+}
+
+/// [`checkout_manifests`] with chunks from `source`.
+pub fn checkout_from(
+    repo: &Repo,
+    source: &dyn ChunkSource,
     index: &Index,
     manifests: &[(String, Manifest)],
     force: bool,
@@ -77,18 +127,14 @@ pub fn checkout_manifests(
                 }
             }
         }
-        if let Some(chunk) = manifest
-            .chunks
-            .iter()
-            .find(|c| !repo.store.contains(&c.sha256))
-        {
+        if let Some(chunk) = manifest.chunks.iter().find(|c| !source.has(&c.sha256)) {
             return Err(Error::ChunkMissing {
                 hash: chunk.sha256,
                 file: file.clone(),
             });
         }
         ensure_parent_inside(repo, &path)?;
-        write_file(repo, file, manifest, &path, reporter)?;
+        write_file(source, file, manifest, &path, reporter)?;
         index.record(file, &FileStamp::read(&path)?, &manifest.sha256)?;
         report.bytes_written += manifest.size;
         report.written.push(file.clone());
@@ -134,11 +180,11 @@ fn ensure_parent_inside(repo: &Repo, path: &Path) -> Result<()> {
     }
 }
 
-/// Writes the file into a temporary sibling: workers read, verify and write each chunk at its
+/// Writes the file into a temporary sibling: workers fetch, verify and write each chunk at its
 /// offset, while this thread hashes the chunks in order, so the whole-file check costs no
 /// extra pass. The file is renamed into place only once that check passes.
 fn write_file(
-    repo: &Repo,
+    source: &dyn ChunkSource,
     file: &str,
     manifest: &Manifest,
     path: &Path,
@@ -149,15 +195,15 @@ fn write_file(
     out.set_len(manifest.size).map_err(|e| with_path(e, path))?;
     let mut whole = Sha256::new();
     let mut done = 0u64;
-    let workers = parallel::workers();
+    let workers = source.parallelism();
     let buffers = BufferPool::default();
     parallel::ordered(
         &manifest.chunks,
         workers,
-        2 * workers,
+        workers + 2,
         |chunk| {
             let (mut scratch, mut data) = (buffers.take(), buffers.take());
-            read_chunk(repo, &chunk.sha256, file, &mut scratch, &mut data)?;
+            source.fetch(&chunk.sha256, file, &mut scratch, &mut data)?;
             out.write_all_at(&data, chunk.offset)
                 .map_err(|e| with_path(e, path))?;
             Ok::<_, Error>(data)

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use crate::git::Git;
 use crate::index::Index;
 use crate::manifest::{Manifest, SUFFIX};
 use crate::ops::Reporter;
-use crate::ops::checkout::{self, CheckoutReport};
+use crate::ops::checkout::{self, CheckoutReport, ChunkSource};
 use crate::repo::Repo;
 use crate::store::remote::{self, Remote};
 
@@ -218,64 +219,118 @@ async fn upload(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> {
     Ok(size)
 }
 
-/// Downloads the chunks `manifests` need that the local store lacks, then checks the files
-/// out.
+/// Downloads the chunks `manifests` need that the local store lacks and checks the files out.
+/// Files to be written are rebuilt straight from the downloads: each chunk is fetched,
+/// verified once, stored and written into its file. Chunks of files that needed no writing
+/// are downloaded into the store afterwards.
 pub async fn pull(
     repo: Repo,
     index: Index,
     manifests: Vec<(String, Manifest)>,
     remote: Result<Remote>,
     options: (usize, bool),
-    reporter: &mut Reporter,
+    mut reporter: Reporter,
 ) -> Result<TransferReport> {
     let (jobs, force) = options;
     let needed = needed_chunks(&manifests);
-    let missing: Vec<ChunkHash> = needed
+    let missing = needed
         .iter()
-        .map(|(h, _)| *h)
-        .filter(|h| !repo.store.contains(h))
-        .collect();
+        .filter(|(h, _)| !repo.store.contains(h))
+        .count();
     // A remote is only needed when something is missing (a hook after a local branch switch
     // must work without one).
     let remote = match remote {
         Ok(remote) => remote,
-        Err(_) if missing.is_empty() => Remote::Dir(repo.store.clone()),
+        Err(_) if missing == 0 => Remote::Dir(repo.store.clone()),
         Err(e) => return Err(e),
     };
     let mut report = TransferReport {
         remote: remote.describe(),
         chunks_total: needed.len() as u64,
-        chunks_present: (needed.len() - missing.len()) as u64,
+        chunks_present: (needed.len() - missing) as u64,
         manifests: manifests.len() as u32,
         ..TransferReport::default()
     };
-    if !missing.is_empty() {
+    if missing > 0 {
         remote.check().await?;
     }
-    let sizes = chunk_sizes(&manifests);
-    let total: u64 = missing.iter().map(|h| sizes[h]).sum();
-    let mut done = 0;
-    let (repo_ref, remote_ref) = (&repo, &remote);
-    let mut downloads =
-        futures::stream::iter(missing)
-            .map(|hash| async move {
-                Ok::<_, Error>((download(repo_ref, remote_ref, hash).await?, hash))
-            })
-            .buffer_unordered(jobs.max(1));
-    while let Some((received, hash)) = downloads.try_next().await? {
-        report.chunks_transferred += 1;
-        report.bytes_transferred += received;
-        done += sizes[&hash];
-        reporter.bytes("downloading", "", done, total);
-    }
-    drop(downloads);
-    let checkout_report = tokio::task::spawn_blocking(move || {
-        checkout::checkout_manifests(&repo, &index, &manifests, force, &mut Reporter::silent())
+    let downloader = Downloader {
+        repo: repo.clone(),
+        remote: remote.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        jobs: jobs.max(1),
+        chunks: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    };
+    let (checkout_report, downloader) = tokio::task::spawn_blocking(move || {
+        let result =
+            checkout::checkout_from(&repo, &downloader, &index, &manifests, force, &mut reporter);
+        result.map(|r| (r, downloader))
     })
     .await
     .map_err(|e| std::io::Error::other(e.to_string()))??;
+    report.chunks_transferred = downloader.chunks.into_inner();
+    report.bytes_transferred = downloader.bytes.into_inner();
     report.checkout = Some(checkout_report);
+    // What the checkout did not need (files already up to date) still belongs in the store.
+    let rest: Vec<ChunkHash> = needed
+        .iter()
+        .map(|(h, _)| *h)
+        .filter(|h| !downloader.repo.store.contains(h))
+        .collect();
+    let repo = &downloader.repo;
+    let mut downloads = futures::stream::iter(rest)
+        .map(|hash| download(repo, &remote, hash))
+        .buffer_unordered(jobs.max(1));
+    while let Some(received) = downloads.try_next().await? {
+        report.chunks_transferred += 1;
+        report.bytes_transferred += received;
+    }
     Ok(report)
+}
+
+/// Chunks for a checkout during a pull: from the local store when present, else downloaded
+/// from the remote, verified, stored, and counted.
+struct Downloader {
+    repo: Repo,
+    remote: Remote,
+    runtime: tokio::runtime::Handle,
+    jobs: usize,
+    chunks: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ChunkSource for Downloader {
+    fn has(&self, _hash: &ChunkHash) -> bool {
+        true // Whatever the local store lacks, the remote is asked for.
+    }
+
+    fn fetch(
+        &self,
+        hash: &ChunkHash,
+        file: &str,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        if self.repo.store.contains(hash) {
+            return self.repo.fetch(hash, file, scratch, out);
+        }
+        let object = self.runtime.block_on(retry(|| self.remote.get(hash)))?;
+        codec::copy_verified_into(&object, out, hash).map_err(|source| remote::Error::Corrupt {
+            remote: self.remote.describe(),
+            hash: *hash,
+            source,
+        })?;
+        if self.repo.store.put_object(hash, &object)? {
+            let _ = self.chunks.fetch_add(1, Ordering::Relaxed);
+            let _ = self.bytes.fetch_add(object.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn parallelism(&self) -> usize {
+        self.jobs
+    }
 }
 
 /// Downloads, verifies and stores one chunk; returns the bytes received.
