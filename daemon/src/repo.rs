@@ -196,6 +196,19 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// Puts a `.gitignore` of `*` in `.shard/`, as virtualenv does in a venv, so `git add -A` can
+/// never commit the store or the index, whether or not `nshard git-init` ran.
+fn ignore_itself(shard: &Path) -> Result<()> {
+    let path = shard.join(".gitignore");
+    if !path.exists() {
+        crate::fsutil::write_atomic(
+            &path,
+            b"# NeuroShard's store and index: never committed to Git.\n*\n",
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,17 +242,4 @@ mod tests {
         assert!(!set.is_match("models/sub/a.bin"));
         assert!(set.is_match("data/x/y.csv"));
     }
-}
-
-/// Puts a `.gitignore` of `*` in `.shard/`, as virtualenv does in a venv, so `git add -A` can
-/// never commit the store or the index, whether or not `nshard git-init` ran.
-fn ignore_itself(shard: &Path) -> Result<()> {
-    let path = shard.join(".gitignore");
-    if !path.exists() {
-        crate::fsutil::write_atomic(
-            &path,
-            b"# NeuroShard's store and index: never committed to Git.\n*\n",
-        )?;
-    }
-    Ok(())
 }
