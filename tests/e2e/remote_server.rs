@@ -194,6 +194,37 @@ fn a_corrupted_chunk_on_the_server_never_reaches_a_working_file() {
 }
 
 #[test]
+fn a_chunk_corrupted_locally_is_refused_by_the_server_and_named_by_the_push() {
+    let a = machine_a();
+    publish(&a, FILE, &random_bytes(330, 3 * MIB), "v1");
+    a.wait_until_idle();
+    let victim = chunk_ids(&a, FILE).remove(0);
+    let path = a.object(&victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x08;
+    std::fs::write(&path, &bytes).unwrap();
+    let storage = a.base().join("server-data");
+    let server = Server::on_dir(&storage, &[]);
+
+    let message = a.fails(&["push", "--remote", &server.url]);
+
+    assert!(
+        message.contains(&victim),
+        "the chunk is not named: {message}"
+    );
+    assert!(message.contains("corrupt"), "{message}");
+    assert!(
+        !storage
+            .join("objects")
+            .join(&victim[..2])
+            .join(&victim)
+            .exists(),
+        "the server stored a corrupt chunk"
+    );
+}
+
+#[test]
 fn a_push_cut_by_a_dying_server_finishes_on_a_rerun() {
     let data = random_bytes(330, 64 * MIB);
     let a = machine_a();

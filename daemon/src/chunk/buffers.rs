@@ -4,35 +4,43 @@
 //! transfer or checkout touches the same few buffers over and over.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 
-/// A pool of byte buffers shared by worker threads. How many buffers exist is bounded by how
-/// many the callers hold at once (a parallel map's window), not by the pool.
+/// A pool of byte buffers shared by worker threads. It keeps at most `keep` free buffers:
+/// a recycled buffer keeps every page it ever touched, so an unbounded pool would hold the
+/// peak of a burst forever.
 #[derive(Debug)]
 pub struct BufferPool {
-    home: Sender<Vec<u8>>,
-    free: Mutex<Receiver<Vec<u8>>>,
+    free: Arc<Free>,
 }
 
-impl Default for BufferPool {
-    fn default() -> Self {
-        let (home, free) = channel();
-        Self {
-            home,
-            free: Mutex::new(free),
-        }
-    }
+#[derive(Debug)]
+struct Free {
+    buffers: Mutex<Vec<Vec<u8>>>,
+    keep: usize,
 }
 
 impl BufferPool {
+    /// A pool that keeps up to `keep` free buffers.
+    #[must_use]
+    pub fn new(keep: usize) -> Self {
+        Self {
+            free: Arc::new(Free {
+                buffers: Mutex::new(Vec::with_capacity(keep)),
+                keep,
+            }),
+        }
+    }
+
     /// An empty buffer, recycled when one is free.
+    #[must_use]
     pub fn take(&self) -> PooledBuffer {
         let buf = self
             .free
+            .buffers
             .lock()
             .ok()
-            .and_then(|free| free.try_recv().ok())
+            .and_then(|mut free| free.pop())
             .map(|mut buf| {
                 buf.clear();
                 buf
@@ -40,7 +48,7 @@ impl BufferPool {
             .unwrap_or_default();
         PooledBuffer {
             buf,
-            home: self.home.clone(),
+            home: Arc::clone(&self.free),
         }
     }
 }
@@ -49,13 +57,16 @@ impl BufferPool {
 #[derive(Debug)]
 pub struct PooledBuffer {
     buf: Vec<u8>,
-    home: Sender<Vec<u8>>,
+    home: Arc<Free>,
 }
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        // The pool may be gone (its operation finished); the buffer is then freed.
-        let _ = self.home.send(std::mem::take(&mut self.buf));
+        if let Ok(mut free) = self.home.buffers.lock()
+            && free.len() < self.home.keep
+        {
+            free.push(std::mem::take(&mut self.buf));
+        }
     }
 }
 
@@ -79,7 +90,7 @@ mod tests {
 
     #[test]
     fn dropped_buffers_are_reused_empty() {
-        let pool = BufferPool::default();
+        let pool = BufferPool::new(1);
         let mut first = pool.take();
         first.extend_from_slice(&[1; 1000]);
         let address = first.as_ptr();
@@ -91,8 +102,22 @@ mod tests {
     }
 
     #[test]
+    fn only_so_many_free_buffers_are_kept() {
+        let pool = BufferPool::new(1);
+        let (mut a, mut b) = (pool.take(), pool.take());
+        a.push(1);
+        b.push(2);
+        let kept = a.as_ptr();
+        drop(a);
+        drop(b);
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), kept);
+        assert_eq!(pool.take().capacity(), 0, "the second buffer was freed");
+    }
+
+    #[test]
     fn buffers_outliving_their_pool_are_freed() {
-        let pool = BufferPool::default();
+        let pool = BufferPool::new(4);
         let held = pool.take();
         drop(pool);
         drop(held);

@@ -10,7 +10,7 @@ use fs_err as fs;
 use sha2::{Digest, Sha256};
 
 use crate::chunk::ChunkHash;
-use crate::chunk::buffers::BufferPool;
+use crate::chunk::buffers::{BufferPool, PooledBuffer};
 use crate::error::{Error, Result};
 use crate::fsutil::{persist_rebuildable, temp_sibling, with_path};
 use crate::index::{FileStamp, Index};
@@ -53,15 +53,8 @@ pub trait ChunkSource: Sync {
     /// Whether `hash` can be fetched; checked for every chunk of a file before it is written.
     fn has(&self, hash: &ChunkHash) -> bool;
 
-    /// Puts the verified bytes of `hash` (needed by `file`) into `out`; `scratch` is spare
-    /// room for the stored object.
-    fn fetch(
-        &self,
-        hash: &ChunkHash,
-        file: &str,
-        scratch: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) -> Result<()>;
+    /// The verified bytes of `hash` (needed by `file`), in a buffer from `buffers`.
+    fn fetch(&self, hash: &ChunkHash, file: &str, buffers: &BufferPool) -> Result<PooledBuffer>;
 
     /// Chunks fetched at once.
     fn parallelism(&self) -> usize {
@@ -75,14 +68,10 @@ impl ChunkSource for Repo {
         self.store.contains(hash)
     }
 
-    fn fetch(
-        &self,
-        hash: &ChunkHash,
-        file: &str,
-        scratch: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        read_chunk(self, hash, file, scratch, out)
+    fn fetch(&self, hash: &ChunkHash, file: &str, buffers: &BufferPool) -> Result<PooledBuffer> {
+        let (mut object, mut data) = (buffers.take(), buffers.take());
+        read_chunk(self, hash, file, &mut object, &mut data)?;
+        Ok(data)
     }
 }
 
@@ -196,14 +185,13 @@ fn write_file(
     let mut whole = Sha256::new();
     let mut done = 0u64;
     let workers = source.parallelism();
-    let buffers = BufferPool::default();
+    let buffers = BufferPool::new(2 * workers + 2);
     parallel::ordered(
         &manifest.chunks,
         workers,
         workers + 2,
         |chunk| {
-            let (mut scratch, mut data) = (buffers.take(), buffers.take());
-            source.fetch(&chunk.sha256, file, &mut scratch, &mut data)?;
+            let data = source.fetch(&chunk.sha256, file, &buffers)?;
             out.write_all_at(&data, chunk.offset)
                 .map_err(|e| with_path(e, path))?;
             Ok::<_, Error>(data)

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+use crate::chunk::buffers::{BufferPool, PooledBuffer};
 use crate::chunk::{ChunkHash, codec};
 use crate::error::{Error, Result};
 use crate::git::Git;
@@ -203,20 +204,37 @@ async fn store_manifest(remote: &Remote, file: String, json: Bytes) -> Result<()
     Ok(())
 }
 
-/// Reads, verifies and uploads one chunk; returns the bytes sent.
+/// Reads and uploads one chunk; returns the bytes sent. A `shard-server` verifies every chunk
+/// it receives (and refuses a bad one with 422), so for it the chunk is checked here only when
+/// refused, to say which local chunk is damaged; a directory or bucket checks nothing, so for
+/// those every chunk is verified before it leaves.
 async fn upload(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> {
+    let receiver_verifies = matches!(remote, Remote::Http(_));
+    let object = read_object(repo, hash, !receiver_verifies).await?;
+    let size = object.len() as u64;
+    match retry(|| remote.put(&hash, object.clone())).await {
+        Ok(()) => Ok(size),
+        Err(refused @ remote::Error::Rejected { status: 422, .. }) => {
+            let _ = read_object(repo, hash, true).await?;
+            Err(refused.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads a stored object, verifying it when asked.
+async fn read_object(repo: &Repo, hash: ChunkHash, verify: bool) -> Result<Bytes> {
     let store = repo.store.clone();
-    let object = tokio::task::spawn_blocking(move || -> Result<Bytes> {
+    tokio::task::spawn_blocking(move || -> Result<Bytes> {
         let object = store.get_object(&hash)?;
-        codec::verify(&object, &hash)
-            .map_err(|source| crate::store::Error::Corrupt { hash, source })?;
+        if verify {
+            codec::verify(&object, &hash)
+                .map_err(|source| crate::store::Error::Corrupt { hash, source })?;
+        }
         Ok(Bytes::from(object))
     })
     .await
-    .map_err(|e| std::io::Error::other(e.to_string()))??;
-    let size = object.len() as u64;
-    retry(|| remote.put(&hash, object.clone())).await?;
-    Ok(size)
+    .map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
 /// Downloads the chunks `manifests` need that the local store lacks and checks the files out.
@@ -305,27 +323,24 @@ impl ChunkSource for Downloader {
         true // Whatever the local store lacks, the remote is asked for.
     }
 
-    fn fetch(
-        &self,
-        hash: &ChunkHash,
-        file: &str,
-        scratch: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
+    fn fetch(&self, hash: &ChunkHash, file: &str, buffers: &BufferPool) -> Result<PooledBuffer> {
         if self.repo.store.contains(hash) {
-            return self.repo.fetch(hash, file, scratch, out);
+            return self.repo.fetch(hash, file, buffers);
         }
         let object = self.runtime.block_on(retry(|| self.remote.get(hash)))?;
-        codec::copy_verified_into(&object, out, hash).map_err(|source| remote::Error::Corrupt {
-            remote: self.remote.describe(),
-            hash: *hash,
-            source,
+        let mut out = buffers.take();
+        codec::copy_verified_into(&object, &mut out, hash).map_err(|source| {
+            remote::Error::Corrupt {
+                remote: self.remote.describe(),
+                hash: *hash,
+                source,
+            }
         })?;
         if self.repo.store.put_object(hash, &object)? {
             let _ = self.chunks.fetch_add(1, Ordering::Relaxed);
             let _ = self.bytes.fetch_add(object.len() as u64, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(out)
     }
 
     fn parallelism(&self) -> usize {
