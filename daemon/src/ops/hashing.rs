@@ -4,6 +4,7 @@
 //! read segment ([`crate::chunk::segments`]); nothing is copied per chunk.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -114,12 +115,15 @@ fn read_once(
     let (job_tx, job_rx) = sync_channel::<Job>(QUEUED_CHUNKS);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
+    // Set when the read stops early (yielded or failed): queued work is dropped, not done.
+    let abandoned = AtomicBool::new(false);
+    let abandoned = &abandoned;
 
     thread::scope(|scope| {
         for _ in 0..workers {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
-            let _ = scope.spawn(move || worker(&job_rx, &done_tx, store));
+            let _ = scope.spawn(move || worker(&job_rx, &done_tx, store, abandoned));
         }
         drop(done_tx);
         // The whole-file SHA-256 is inherently sequential: give it a thread of its own so it
@@ -129,6 +133,9 @@ fn read_once(
         let digest = scope.spawn(move || {
             let mut whole = Sha256::new();
             for bytes in digest_rx {
+                if abandoned.load(Ordering::Relaxed) {
+                    break;
+                }
                 whole.update(&*bytes);
             }
             ChunkHash::from_hasher(whole)
@@ -160,6 +167,9 @@ fn read_once(
                 break; // A worker failed; its error is collected below.
             }
         }
+        if yielded || read_error.is_some() {
+            abandoned.store(true, Ordering::Relaxed);
+        }
         drop(job_tx);
         drop(digest_tx);
         let whole = digest.join().expect("hashing bytes cannot panic");
@@ -176,13 +186,21 @@ fn read_once(
     })
 }
 
-fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, store: Storing<'_>) {
+fn worker(
+    jobs: &Mutex<Receiver<Job>>,
+    done: &std::sync::mpsc::Sender<Done>,
+    store: Storing<'_>,
+    abandoned: &AtomicBool,
+) {
     super::parallel::give_way();
     loop {
         let job = jobs.lock().map(|rx| rx.recv());
         let Ok(Ok((i, offset, bytes))) = job else {
             return;
         };
+        if abandoned.load(Ordering::Relaxed) {
+            continue; // Drain the queue without doing the work.
+        }
         let hash = ChunkHash::of(&bytes);
         let chunk = ChunkRef {
             offset,
