@@ -343,8 +343,10 @@ impl ChunkSource for Downloader {
         Ok(out)
     }
 
+    /// Up to `--jobs` downloads, but no more than two per core: each holds a chunk and its
+    /// object in memory, and past that the cores, not the network, set the pace.
     fn parallelism(&self) -> usize {
-        self.jobs
+        self.jobs.min(2 * super::parallel::workers())
     }
 }
 
