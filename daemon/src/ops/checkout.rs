@@ -181,7 +181,7 @@ fn write_file(
 ) -> Result<()> {
     let tmp = temp_sibling(path)?;
     let out = tmp.as_file();
-    out.set_len(manifest.size).map_err(|e| with_path(e, path))?;
+    reserve(out, manifest.size).map_err(|e| with_path(e, path))?;
     let mut whole = Sha256::new();
     let mut done = 0u64;
     let workers = source.parallelism();
@@ -210,6 +210,23 @@ fn write_file(
     }
     persist_rebuildable(tmp, path)?;
     Ok(())
+}
+
+/// Sizes a new working file, reserving its blocks up front where the filesystem can. A full
+/// disk then fails here, before anything is written; and on ext4 a file whose blocks are
+/// already allocated replaces the old one without the rename first flushing all of its data
+/// (`auto_da_alloc`, a safeguard for delayed allocation), which made a large checkout over an
+/// existing file take half as long again.
+fn reserve(file: &std::fs::File, size: u64) -> std::io::Result<()> {
+    if size > 0 {
+        match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size) {
+            Ok(()) => return Ok(()),
+            // Filesystems without it (some network ones) get a plain size.
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    file.set_len(size)
 }
 
 fn read_chunk(
