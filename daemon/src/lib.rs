@@ -9,7 +9,7 @@
 //!                                      │                   │
 //!                                  repos::Repos        repo::Repo ──▶ store::local (.shard/objects)
 //!                              (index per repo, lock)      │
-//!                                                      chunk::{cdc,codec}, manifest
+//!                                         chunk::{cdc,segments,codec,buffers}, manifest
 //! ```
 //!
 //! Main types: [`Config`], [`repo::Repo`], [`store::local::LocalStore`], [`manifest::Manifest`],

@@ -218,13 +218,13 @@ impl Cutter {
     }
 }
 
+/// Inputs shared by the chunking tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+pub(crate) mod test_input {
+    use super::{Algorithm, Chunking};
 
     /// Small bounds so property tests see many chunks in little data.
-    fn small() -> Chunking {
+    pub fn small() -> Chunking {
         Chunking {
             algorithm: Algorithm::Fastcdc,
             min_size: 256,
@@ -232,6 +232,26 @@ mod tests {
             max_size: 4096,
         }
     }
+
+    /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+    pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_input::{noise, small};
+    use super::*;
+    use proptest::prelude::*;
 
     struct Piece {
         offset: u64,
@@ -259,19 +279,6 @@ mod tests {
         let data = noise(c.max_size as usize - 1, 5);
         assert_eq!(c.cutter().next(&data, false), None);
         assert!(c.cutter().next(&data, true).is_some());
-    }
-
-    /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
     }
 
     #[test]

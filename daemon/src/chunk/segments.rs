@@ -195,30 +195,10 @@ impl<R: Read> Iterator for SegmentReader<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cdc::{Algorithm, Chunking};
+    use super::super::cdc::Chunking;
+    use super::super::cdc::test_input::{noise, small};
     use super::*;
     use proptest::prelude::*;
-
-    fn small() -> Chunking {
-        Chunking {
-            algorithm: Algorithm::Fastcdc,
-            min_size: 256,
-            avg_size: 1024,
-            max_size: 4096,
-        }
-    }
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
 
     /// A reader that returns at most `step` bytes per call, like a pipe or a slow disk.
     struct Trickle<'a> {
