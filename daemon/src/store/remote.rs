@@ -265,16 +265,9 @@ impl Remote {
         match self {
             Self::Http(h) => h.put(hash, object).await,
             Self::Dir(d) => {
-                let store = d.clone();
                 let hash = *hash;
-                let result = tokio::task::spawn_blocking(move || store.put_object(&hash, &object))
+                self.in_dir(d, move |store| store.put_object(&hash, &object))
                     .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .and_then(|r| r);
-                result.map(drop).map_err(|source| Error::Dir {
-                    remote: self.describe(),
-                    source,
-                })
             }
             Self::S3(s) => s
                 .put(hash, object)
@@ -291,15 +284,8 @@ impl Remote {
         match self {
             Self::Http(h) => h.put_manifest(&id, file, json).await,
             Self::Dir(d) => {
-                let store = d.clone();
-                let result = tokio::task::spawn_blocking(move || store.put_manifest(&id, &json))
+                self.in_dir(d, move |store| store.put_manifest(&id, &json))
                     .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .and_then(|r| r);
-                result.map(drop).map_err(|source| Error::Dir {
-                    remote: self.describe(),
-                    source,
-                })
             }
             Self::S3(s) => s
                 .put_file(&manifest_key(&id), json)
@@ -330,6 +316,24 @@ impl Remote {
                 .map_err(|source| self.object_error(source))?
                 .ok_or_else(not_found),
         }
+    }
+
+    /// Runs a blocking write on a directory remote's store off the async threads.
+    async fn in_dir(
+        &self,
+        store: &LocalStore,
+        write: impl FnOnce(&LocalStore) -> std::io::Result<bool> + Send + 'static,
+    ) -> Result<(), Error> {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || write(&store))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map(drop)
+            .map_err(|source| Error::Dir {
+                remote: self.describe(),
+                source,
+            })
     }
 
     fn object_error(&self, source: object_store::Error) -> Error {
