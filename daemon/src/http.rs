@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::chunk::buffers::BufferPool;
 pub use auth::{Access, Auth, Tokens};
 pub use backend::{Backend, Storage};
 use handlers::AppState;
@@ -51,6 +52,11 @@ pub const DEFAULT_STORAGE: &str = "./shard-data";
 /// The upper bound of [`default_upload_slots`]: each slot may hold about 32 MiB (body plus
 /// decoded chunk), so 16 slots cap upload memory near 512 MiB however many cores there are.
 pub const MAX_DEFAULT_UPLOAD_SLOTS: usize = 16;
+
+/// Free upload buffers kept for reuse: enough for a push's 8 parallel uploads to stream
+/// through recycled memory, while an idle server holds at most this many objects' worth
+/// (about 8 × 4 MiB at the default chunk size, 8 × 16 MiB at worst).
+const MAX_FREE_UPLOAD_BUFFERS: usize = 8;
 
 /// Why the server could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -282,9 +288,13 @@ pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> Result<
 /// The `/v1` router over `backend`, guarded by `auth`, with at most `upload_slots` uploads
 /// in memory at once.
 pub fn router(backend: Backend, auth: Auth, upload_slots: usize) -> Router {
+    let upload_slots = upload_slots.max(1);
     let state = AppState {
         backend: Arc::new(backend),
-        upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))),
+        upload_slots: Arc::new(Semaphore::new(upload_slots)),
+        buffers: Arc::new(BufferPool::new(
+            (2 * upload_slots).min(MAX_FREE_UPLOAD_BUFFERS),
+        )),
     };
     let chunks = Router::new()
         .route("/v1/chunks/missing", post(handlers::missing))

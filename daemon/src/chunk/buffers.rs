@@ -78,6 +78,14 @@ impl Deref for PooledBuffer {
     }
 }
 
+/// Lets a pooled buffer back a [`bytes::Bytes`] (`Bytes::from_owner`): the buffer returns to
+/// its pool once the last clone of those bytes is dropped, e.g. after an HTTP upload.
+impl AsRef<[u8]> for PooledBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
 impl DerefMut for PooledBuffer {
     fn deref_mut(&mut self) -> &mut Vec<u8> {
         &mut self.buf
@@ -113,6 +121,21 @@ mod tests {
         let again = pool.take();
         assert_eq!(again.as_ptr(), kept);
         assert_eq!(pool.take().capacity(), 0, "the second buffer was freed");
+    }
+
+    #[test]
+    fn bytes_backed_by_a_buffer_return_it_when_dropped() {
+        let pool = BufferPool::new(2);
+        let mut buf = pool.take();
+        buf.extend_from_slice(b"object");
+        let address = buf.as_ptr();
+        let bytes = bytes::Bytes::from_owner(buf);
+        let clone = bytes.clone();
+        assert_eq!(&clone[..], b"object");
+        drop(bytes);
+        assert_eq!(pool.take().capacity(), 0, "a clone still holds the buffer");
+        drop(clone);
+        assert_eq!(pool.take().as_ptr(), address);
     }
 
     #[test]

@@ -185,6 +185,22 @@ pub fn verify(object: &[u8], expected: &ChunkHash) -> Result<(), Error> {
     decode_verified(object, expected).map(drop)
 }
 
+/// [`verify`] decoding into `scratch` (replacing its contents) so its allocation is reused;
+/// a raw object is hashed in place and `scratch` is left untouched.
+pub fn verify_using(
+    object: &[u8],
+    scratch: &mut Vec<u8>,
+    expected: &ChunkHash,
+) -> Result<(), Error> {
+    check_object_size(object)?;
+    if is_raw(object) {
+        check_hash(object, expected)
+    } else {
+        decompress_into(object, scratch)?;
+        check_hash(scratch, expected)
+    }
+}
+
 /// Compresses a sample from the middle of the chunk; weights that do not compress are detected
 /// after 64 KiB of work instead of a whole chunk's.
 fn worth_compressing(data: &[u8]) -> bool {
@@ -264,6 +280,26 @@ mod tests {
                 Err(Error::Mismatch { .. })
             ));
         }
+    }
+
+    #[test]
+    fn verifying_with_scratch_checks_both_encodings() {
+        let mut scratch = Vec::new();
+        for data in [vec![7u8; 1 << 20], b"raw, short".to_vec()] {
+            let (object, hash) = (object_of(&data), ChunkHash::of(&data));
+            verify_using(&object, &mut scratch, &hash).expect("valid");
+            let wrong = ChunkHash::of(b"other");
+            assert!(matches!(
+                verify_using(&object, &mut scratch, &wrong),
+                Err(Error::Mismatch { .. })
+            ));
+        }
+        let data = vec![7u8; 1 << 20];
+        let mut damaged = object_of(&data);
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xFF;
+        let hash = ChunkHash::of(&data);
+        assert!(verify_using(&damaged, &mut scratch, &hash).is_err());
     }
 
     #[test]

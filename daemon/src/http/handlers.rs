@@ -15,7 +15,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use super::backend::Backend;
 use super::rejection::{MAX_MISSING_IDS, Rejection};
 use super::roots::RootAdded;
+use crate::chunk::buffers::BufferPool;
 use crate::chunk::{ChunkHash, codec};
 use crate::manifest::Manifest;
 
@@ -41,6 +42,9 @@ pub struct AppState {
     pub backend: Arc<Backend>,
     /// Objects held in memory at once (uploads, S3 downloads); see the module docs.
     pub upload_slots: Arc<Semaphore>,
+    /// Recycled upload buffers (a body and its decoded chunk per slot): a fresh
+    /// multi-megabyte buffer per request costs a page fault per 4 KiB.
+    pub buffers: Arc<BufferPool>,
 }
 
 /// A chunk id taken from the path; anything but 64 lowercase hex digits is a 400.
@@ -135,9 +139,11 @@ pub async fn put_chunk(
         .acquire()
         .await
         .expect("the upload semaphore is never closed");
-    let object = read_limited(body, codec::MAX_OBJECT_BYTES).await?;
-    let encoded = object.clone();
-    let check = move || codec::verify(&encoded, &hash);
+    let mut object = state.buffers.take();
+    read_limited_into(body, codec::MAX_OBJECT_BYTES, &mut object).await?;
+    let object = Bytes::from_owner(object);
+    let (encoded, mut scratch) = (object.clone(), state.buffers.take());
+    let check = move || codec::verify_using(&encoded, &mut scratch, &hash);
     tokio::task::spawn_blocking(check).await??;
     let created = state.backend.put(&hash, object).await?;
     if created {
@@ -218,11 +224,23 @@ pub async fn no_method() -> Rejection {
 /// Reads a whole body of at most `limit` bytes. A declared `Content-Length` over the limit is
 /// refused before anything is read.
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Rejection> {
+    let mut buffer = Vec::new();
+    read_limited_into(body, limit, &mut buffer).await?;
+    Ok(Bytes::from(buffer))
+}
+
+/// [`read_limited`] into `buffer` (replacing its contents), reusing its allocation.
+async fn read_limited_into(
+    body: Body,
+    limit: usize,
+    buffer: &mut Vec<u8>,
+) -> Result<(), Rejection> {
     let declared = body.size_hint().lower();
     if declared > limit as u64 {
         return Err(Rejection::TooLarge { limit });
     }
-    let mut buffer = BytesMut::with_capacity(declared as usize);
+    buffer.clear();
+    buffer.reserve(declared as usize);
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
         let frame = frame.map_err(Rejection::BadBody)?;
@@ -231,5 +249,5 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Rejection> {
         }
         buffer.extend_from_slice(&frame);
     }
-    Ok(buffer.freeze())
+    Ok(())
 }

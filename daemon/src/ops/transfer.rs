@@ -4,6 +4,7 @@
 //! verified), so running it again finishes the job. A push stores its manifests on the remote
 //! last, after all their chunks: they are the roots `shard-server gc` keeps.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,11 +157,14 @@ pub async fn push(
     let sizes = chunk_sizes(&manifests);
     let total: u64 = missing.iter().map(|h| sizes[h]).sum();
     let mut done = 0;
-    let (repo_ref, remote_ref) = (&repo, &remote);
+    // Each upload in flight holds one object, and a verifying one a decoded chunk too.
+    let buffers = BufferPool::new(2 * jobs.max(1));
+    let (repo_ref, remote_ref, buffers_ref) = (&repo, &remote, &buffers);
     let mut uploads = futures::stream::iter(missing)
-        .map(
-            |hash| async move { Ok::<_, Error>((upload(repo_ref, remote_ref, hash).await?, hash)) },
-        )
+        .map(|hash| async move {
+            let sent = upload(repo_ref, remote_ref, buffers_ref, hash).await?;
+            Ok::<_, Error>((sent, hash))
+        })
         .buffer_unordered(jobs.max(1));
     while let Some((sent, hash)) = uploads.try_next().await? {
         report.chunks_transferred += 1;
@@ -208,30 +212,44 @@ async fn store_manifest(remote: &Remote, file: String, json: Bytes) -> Result<()
 /// it receives (and refuses a bad one with 422), so for it the chunk is checked here only when
 /// refused, to say which local chunk is damaged; a directory or bucket checks nothing, so for
 /// those every chunk is verified before it leaves.
-async fn upload(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> {
+async fn upload(
+    repo: &Repo,
+    remote: &Remote,
+    buffers: &BufferPool,
+    hash: ChunkHash,
+) -> Result<u64> {
     let receiver_verifies = matches!(remote, Remote::Http(_));
-    let object = read_object(repo, hash, !receiver_verifies).await?;
+    let object = read_object(repo, buffers, hash, !receiver_verifies).await?;
     let size = object.len() as u64;
     match retry(|| remote.put(&hash, object.clone())).await {
         Ok(()) => Ok(size),
         Err(refused @ remote::Error::Rejected { status: 422, .. }) => {
-            let _ = read_object(repo, hash, true).await?;
+            let _ = read_object(repo, buffers, hash, true).await?;
             Err(refused.into())
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Reads a stored object, verifying it when asked.
-async fn read_object(repo: &Repo, hash: ChunkHash, verify: bool) -> Result<Bytes> {
+/// Reads a stored object into a buffer from `buffers` (it returns there once the bytes are
+/// dropped), verifying it when asked.
+async fn read_object(
+    repo: &Repo,
+    buffers: &BufferPool,
+    hash: ChunkHash,
+    verify: bool,
+) -> Result<Bytes> {
     let store = repo.store.clone();
+    let (mut object, mut scratch) = (buffers.take(), verify.then(|| buffers.take()));
     tokio::task::spawn_blocking(move || -> Result<Bytes> {
-        let object = store.get_object(&hash)?;
-        if verify {
-            codec::verify(&object, &hash)
+        if !store.read_object_into(&hash, &mut object)? {
+            return Err(crate::store::Error::NotFound(hash).into());
+        }
+        if let Some(scratch) = &mut scratch {
+            codec::verify_using(&object, scratch, &hash)
                 .map_err(|source| crate::store::Error::Corrupt { hash, source })?;
         }
-        Ok(Bytes::from(object))
+        Ok(Bytes::from_owner(object))
     })
     .await
     .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -323,24 +341,40 @@ impl ChunkSource for Downloader {
         true // Whatever the local store lacks, the remote is asked for.
     }
 
+    #[expect(
+        clippy::await_holding_refcell_ref,
+        reason = "retry runs one attempt at a time, so the borrow is never contended"
+    )]
     fn fetch(&self, hash: &ChunkHash, file: &str, buffers: &BufferPool) -> Result<PooledBuffer> {
         if self.repo.store.contains(hash) {
             return self.repo.fetch(hash, file, buffers);
         }
-        let object = self.runtime.block_on(retry(|| self.remote.get(hash)))?;
-        let mut out = buffers.take();
-        codec::copy_verified_into(&object, &mut out, hash).map_err(|source| {
-            remote::Error::Corrupt {
-                remote: self.remote.describe(),
-                hash: *hash,
-                source,
-            }
-        })?;
+        // Every attempt refills the same buffer; the cell lends it to one attempt at a time.
+        let object = RefCell::new(buffers.take());
+        self.runtime.block_on(retry(|| async {
+            let mut object = object.borrow_mut();
+            self.remote.get_into(hash, &mut object).await
+        }))?;
+        let object = object.into_inner();
+        let corrupt = |source| remote::Error::Corrupt {
+            remote: self.remote.describe(),
+            hash: *hash,
+            source,
+        };
+        // A raw object is its own chunk: verified in place and handed on without a copy.
+        let data = if codec::is_raw(&object) {
+            codec::verify(&object, hash).map_err(corrupt)?;
+            None
+        } else {
+            let mut data = buffers.take();
+            codec::copy_verified_into(&object, &mut data, hash).map_err(corrupt)?;
+            Some(data)
+        };
         if self.repo.store.put_object(hash, &object)? {
             let _ = self.chunks.fetch_add(1, Ordering::Relaxed);
             let _ = self.bytes.fetch_add(object.len() as u64, Ordering::Relaxed);
         }
-        Ok(out)
+        Ok(data.unwrap_or(object))
     }
 
     /// Up to `--jobs` downloads, but no more than two per core: each holds a chunk and its

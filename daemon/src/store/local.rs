@@ -156,6 +156,23 @@ impl LocalStore {
         }
     }
 
+    /// Reads the encoded object of `hash` into `out` (replacing its contents), reusing its
+    /// allocation. Returns `false` (and leaves `out` empty) when the chunk is not stored.
+    pub fn read_object_into(&self, hash: &ChunkHash, out: &mut Vec<u8>) -> io::Result<bool> {
+        out.clear();
+        let path = self.object_path(hash);
+        let file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // Through the std file: fs-err's wrapper implements only `read`, so `read_to_end` would
+        // zero the buffer's spare capacity before every read (a memset per object).
+        let _ = io::Read::read_to_end(&mut file.file(), out)
+            .map_err(|e| io::Error::new(e.kind(), format!("{e} (reading {})", path.display())))?;
+        Ok(true)
+    }
+
     /// Reads, decodes and verifies the chunk `hash` into `out`, reusing the allocations of
     /// `out` and of `scratch` (which holds the stored object meanwhile).
     pub fn read_chunk_into(
@@ -164,14 +181,9 @@ impl LocalStore {
         scratch: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
-        let path = self.object_path(hash);
-        let mut file = match fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound(*hash)),
-            Err(e) => return Err(Error::Io(e)),
-        };
-        scratch.clear();
-        let _ = io::Read::read_to_end(&mut file, scratch)?;
+        if !self.read_object_into(hash, scratch)? {
+            return Err(Error::NotFound(*hash));
+        }
         codec::decode_verified_into(scratch, out, hash).map_err(|source| Error::Corrupt {
             hash: *hash,
             source,

@@ -296,25 +296,52 @@ impl Remote {
 
     /// Downloads an encoded object (unverified: the caller verifies).
     pub async fn get(&self, hash: &ChunkHash) -> Result<Bytes, Error> {
+        let mut object = Vec::new();
+        self.get_into(hash, &mut object).await?;
+        Ok(Bytes::from(object))
+    }
+
+    /// Downloads an encoded object into `out` (replacing its contents; unverified: the caller
+    /// verifies). `out`'s allocation is reused, so a transfer that recycles its buffers does
+    /// not fault in fresh pages for every chunk.
+    pub async fn get_into(&self, hash: &ChunkHash, out: &mut Vec<u8>) -> Result<(), Error> {
         let not_found = || Error::NotFound {
             remote: self.describe(),
             hash: *hash,
         };
         match self {
-            Self::Http(h) => h.get(hash).await,
-            Self::Dir(d) => match tokio::fs::read(d.object_path(hash)).await {
-                Ok(bytes) => Ok(Bytes::from(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
-                Err(source) => Err(Error::Dir {
-                    remote: self.describe(),
-                    source,
-                }),
-            },
-            Self::S3(s) => s
-                .get(hash)
+            Self::Http(h) => h.get_into(hash, out).await,
+            Self::Dir(d) => {
+                let (store, id, mut buffer) = (d.clone(), *hash, std::mem::take(out));
+                let (buffer, read) = tokio::task::spawn_blocking(move || {
+                    let read = store.read_object_into(&id, &mut buffer);
+                    (buffer, read)
+                })
                 .await
-                .map_err(|source| self.object_error(source))?
-                .ok_or_else(not_found),
+                .map_err(|e| Error::Dir {
+                    remote: self.describe(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                *out = buffer;
+                match read {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(not_found()),
+                    Err(source) => Err(Error::Dir {
+                        remote: self.describe(),
+                        source,
+                    }),
+                }
+            }
+            Self::S3(s) => {
+                let object = s
+                    .get(hash)
+                    .await
+                    .map_err(|source| self.object_error(source))?
+                    .ok_or_else(not_found)?;
+                out.clear();
+                out.extend_from_slice(&object);
+                Ok(())
+            }
         }
     }
 

@@ -8,6 +8,8 @@
 
 /// The in-process server fixture and request helpers.
 mod chunk_server;
+/// `Remote::get_into`: reused download buffers; oversized chunk bodies are refused.
+mod remote_download;
 /// The `/v1` routes: health, missing, PUT/GET/HEAD, and the 400/404/413/422 answers.
 mod server_api;
 /// Bearer tokens: 401 without or with an unknown token, 403 for read-only uploads.

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use crate::chunk::ChunkHash;
+use crate::chunk::{ChunkHash, codec};
 
 /// Ids per `POST /v1/chunks/missing` request.
 pub const MISSING_BATCH: usize = 1000;
@@ -180,7 +180,17 @@ impl HttpRemote {
 
     /// `GET /v1/chunks/{hash}`.
     pub async fn get(&self, hash: &ChunkHash) -> Result<Bytes, Error> {
-        let response = self
+        let mut object = Vec::new();
+        self.get_into(hash, &mut object).await?;
+        Ok(Bytes::from(object))
+    }
+
+    /// `GET /v1/chunks/{hash}` into `out` (replacing its contents), reusing its allocation: a
+    /// fresh multi-megabyte buffer per chunk costs a page fault per 4 KiB. A body larger than
+    /// any stored object ([`codec::MAX_OBJECT_BYTES`]) is refused as it arrives, so a broken
+    /// server cannot make the daemon buffer without bound.
+    pub async fn get_into(&self, hash: &ChunkHash, out: &mut Vec<u8>) -> Result<(), Error> {
+        let mut response = self
             .request(reqwest::Method::GET, &format!("/v1/chunks/{hash:#}"))
             .send()
             .await
@@ -198,7 +208,20 @@ impl HttpRemote {
         if !status.is_success() {
             return Err(self.rejected(hash, response).await);
         }
-        response.bytes().await.map_err(|e| self.unreachable(&e))
+        let too_large = || self.bad(format!("chunk {hash:#} is larger than any stored object"));
+        out.clear();
+        let declared = response.content_length().unwrap_or(0);
+        if declared > codec::MAX_OBJECT_BYTES as u64 {
+            return Err(too_large());
+        }
+        out.reserve(declared as usize);
+        while let Some(frame) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            if out.len() + frame.len() > codec::MAX_OBJECT_BYTES {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&frame);
+        }
+        Ok(())
     }
 
     async fn rejected(&self, hash: &ChunkHash, response: reqwest::Response) -> Error {
