@@ -12,6 +12,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use crate::activity::{Activity, Change};
+use crate::chunk::codec;
 use crate::error::{Error, Result};
 use crate::index::{FileStamp, Prepared};
 use crate::ops::Reporter;
@@ -147,12 +148,14 @@ impl Worker {
         let repo = Repo::open(root)?;
         let handle = self.repos.handle(&repo)?;
         let batch = handle.index.deferred(COMPRESS_BATCH);
+        // One object buffer, one chunk buffer and one zstd context serve the whole batch.
+        let (mut object, mut data) = (Vec::new(), Vec::new());
+        let mut encoder = codec::Encoder::new()?;
         for hash in &batch {
-            match repo.store.read_chunk(hash) {
-                Ok(data) => {
-                    let object = crate::chunk::codec::encode(&data)?;
-                    if !crate::chunk::codec::is_raw(&object) {
-                        repo.store.replace_object(hash, &object)?;
+            match repo.store.read_chunk_into(hash, &mut object, &mut data) {
+                Ok(()) => {
+                    if encoder.compress(&data)? {
+                        repo.store.replace_object(hash, encoder.frame())?;
                     }
                 }
                 // Deleted by gc, or damaged (verify reports it): nothing to compress.

@@ -52,16 +52,73 @@ pub enum Error {
 /// # Errors
 /// Only when zstd cannot allocate its context.
 pub fn encode(data: &[u8]) -> io::Result<Cow<'_, [u8]>> {
-    let must_frame = data.starts_with(&ZSTD_MAGIC);
-    if !must_frame && !worth_compressing(data) {
-        return Ok(Cow::Borrowed(data));
-    }
-    let frame = zstd::bulk::compress(data, LEVEL)?;
-    Ok(if must_frame || frame.len() < data.len() {
-        Cow::Owned(frame)
+    let mut encoder = Encoder::new()?;
+    Ok(if encoder.compress(data)? {
+        Cow::Owned(encoder.frame)
     } else {
         Cow::Borrowed(data)
     })
+}
+
+/// [`encode`] for many chunks in a row: one zstd context and one output buffer serve them
+/// all. A fresh context and a fresh multi-megabyte frame per chunk cost allocations, and on
+/// first touch a page fault per 4 KiB of the frame.
+pub struct Encoder {
+    compressor: zstd::bulk::Compressor<'static>,
+    frame: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder at the store's compression level.
+    ///
+    /// # Errors
+    /// Only when zstd cannot allocate its context.
+    pub fn new() -> io::Result<Self> {
+        Ok(Self {
+            compressor: zstd::bulk::Compressor::new(LEVEL)?,
+            frame: Vec::new(),
+        })
+    }
+
+    /// Compresses `data` into [`frame`](Self::frame) when that pays (or when the raw bytes
+    /// would be mistaken for a frame); returns `false` when the chunk is best stored raw, as
+    /// `data` itself.
+    ///
+    /// # Errors
+    /// Only when zstd cannot allocate its context.
+    pub fn compress(&mut self, data: &[u8]) -> io::Result<bool> {
+        let must_frame = data.starts_with(&ZSTD_MAGIC);
+        if !must_frame && !self.worth_compressing(data)? {
+            return Ok(false);
+        }
+        self.compress_into_frame(data)?;
+        Ok(must_frame || self.frame.len() < data.len())
+    }
+
+    /// The frame of the last chunk [`compress`](Self::compress) framed.
+    #[must_use]
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+
+    fn compress_into_frame(&mut self, data: &[u8]) -> io::Result<()> {
+        self.frame.clear();
+        self.frame
+            .reserve(zstd::zstd_safe::compress_bound(data.len()));
+        let _ = self.compressor.compress_to_buffer(data, &mut self.frame)?;
+        Ok(())
+    }
+
+    /// Compresses a sample from the middle of the chunk; weights that do not compress are
+    /// detected after 64 KiB of work instead of a whole chunk's.
+    fn worth_compressing(&mut self, data: &[u8]) -> io::Result<bool> {
+        if data.len() <= PROBE_BYTES {
+            return Ok(true);
+        }
+        let start = (data.len() - PROBE_BYTES) / 2;
+        self.compress_into_frame(&data[start..start + PROBE_BYTES])?;
+        Ok((self.frame.len() as f64) < PROBE_BYTES as f64 * WORTHWHILE_RATIO)
+    }
 }
 
 /// Encodes a chunk without compressing it (when it may be stored raw), for writes on the
@@ -201,20 +258,6 @@ pub fn verify_using(
     }
 }
 
-/// Compresses a sample from the middle of the chunk; weights that do not compress are detected
-/// after 64 KiB of work instead of a whole chunk's.
-fn worth_compressing(data: &[u8]) -> bool {
-    if data.len() <= PROBE_BYTES {
-        return true;
-    }
-    let start = (data.len() - PROBE_BYTES) / 2;
-    let sample = &data[start..start + PROBE_BYTES];
-    match zstd::bulk::compress(sample, LEVEL) {
-        Ok(frame) => (frame.len() as f64) < sample.len() as f64 * WORTHWHILE_RATIO,
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +322,36 @@ mod tests {
                 decode_verified_into(&mut object, &mut out, &wrong),
                 Err(Error::Mismatch { .. })
             ));
+        }
+    }
+
+    #[test]
+    fn one_encoder_encodes_many_chunks_like_fresh_ones() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let noise: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let mut mimic = ZSTD_MAGIC.to_vec();
+        mimic.extend_from_slice(&noise[..1000]);
+        let chunks = [
+            vec![7u8; 1 << 20],
+            noise,
+            mimic,
+            b"short".to_vec(),
+            Vec::new(),
+        ];
+        let mut encoder = Encoder::new().expect("context");
+        for data in chunks.iter().chain(chunks.iter().rev()) {
+            let framed = encoder.compress(data).expect("encode");
+            let object = if framed { encoder.frame() } else { &data[..] };
+            assert_eq!(object, &*encode(data).expect("encode"));
+            assert_eq!(framed, !is_raw(object));
+            assert_eq!(&*decode(object).expect("decodes"), &data[..]);
         }
     }
 

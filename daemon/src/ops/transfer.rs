@@ -4,7 +4,6 @@
 //! verified), so running it again finishes the job. A push stores its manifests on the remote
 //! last, after all their chunks: they are the roots `shard-server gc` keeps.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -315,8 +314,9 @@ pub async fn pull(
         .filter(|h| !downloader.repo.store.contains(h))
         .collect();
     let repo = &downloader.repo;
+    let buffers = BufferPool::new(2 * jobs.max(1));
     let mut downloads = futures::stream::iter(rest)
-        .map(|hash| download(repo, &remote, hash))
+        .map(|hash| download(repo, &remote, &buffers, hash))
         .buffer_unordered(jobs.max(1));
     while let Some(received) = downloads.try_next().await? {
         report.chunks_transferred += 1;
@@ -341,21 +341,13 @@ impl ChunkSource for Downloader {
         true // Whatever the local store lacks, the remote is asked for.
     }
 
-    #[expect(
-        clippy::await_holding_refcell_ref,
-        reason = "retry runs one attempt at a time, so the borrow is never contended"
-    )]
     fn fetch(&self, hash: &ChunkHash, file: &str, buffers: &BufferPool) -> Result<PooledBuffer> {
         if self.repo.store.contains(hash) {
             return self.repo.fetch(hash, file, buffers);
         }
-        // Every attempt refills the same buffer; the cell lends it to one attempt at a time.
-        let object = RefCell::new(buffers.take());
-        self.runtime.block_on(retry(|| async {
-            let mut object = object.borrow_mut();
-            self.remote.get_into(hash, &mut object).await
-        }))?;
-        let object = object.into_inner();
+        let object = self
+            .runtime
+            .block_on(retry(|| download_into(&self.remote, buffers, *hash)))?;
         let corrupt = |source| remote::Error::Corrupt {
             remote: self.remote.describe(),
             hash: *hash,
@@ -384,17 +376,24 @@ impl ChunkSource for Downloader {
     }
 }
 
-/// Downloads, verifies and stores one chunk; returns the bytes received.
-async fn download(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> {
-    let object = retry(|| remote.get(&hash)).await?;
+/// Downloads, verifies and stores one chunk (in buffers from `buffers`); returns the bytes
+/// received.
+async fn download(
+    repo: &Repo,
+    remote: &Remote,
+    buffers: &BufferPool,
+    hash: ChunkHash,
+) -> Result<u64> {
+    let object = retry(|| download_into(remote, buffers, hash)).await?;
     let size = object.len() as u64;
-    let store = repo.store.clone();
-    let name = remote.describe();
+    let (store, name, mut scratch) = (repo.store.clone(), remote.describe(), buffers.take());
     tokio::task::spawn_blocking(move || -> Result<()> {
-        codec::verify(&object, &hash).map_err(|source| remote::Error::Corrupt {
-            remote: name,
-            hash,
-            source,
+        codec::verify_using(&object, &mut scratch, &hash).map_err(|source| {
+            remote::Error::Corrupt {
+                remote: name,
+                hash,
+                source,
+            }
         })?;
         let _ = store.put_object(&hash, &object)?;
         Ok(())
@@ -402,6 +401,18 @@ async fn download(repo: &Repo, remote: &Remote, hash: ChunkHash) -> Result<u64> 
     .await
     .map_err(|e| std::io::Error::other(e.to_string()))??;
     Ok(size)
+}
+
+/// One attempt at downloading the object of `hash` into a buffer from `buffers` (a failed
+/// attempt's buffer goes back to the pool).
+async fn download_into(
+    remote: &Remote,
+    buffers: &BufferPool,
+    hash: ChunkHash,
+) -> Result<PooledBuffer, remote::Error> {
+    let mut object = buffers.take();
+    remote.get_into(&hash, &mut object).await?;
+    Ok(object)
 }
 
 /// Runs `op` until it succeeds, fails permanently, or runs out of attempts.
