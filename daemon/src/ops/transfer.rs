@@ -156,12 +156,11 @@ pub async fn push(
     let sizes = chunk_sizes(&manifests);
     let total: u64 = missing.iter().map(|h| sizes[h]).sum();
     let mut done = 0;
-    // Each upload in flight holds one object, and a verifying one a decoded chunk too.
-    let buffers = BufferPool::new(2 * jobs.max(1));
-    let (repo_ref, remote_ref, buffers_ref) = (&repo, &remote, &buffers);
+    let objects = ObjectReader::new(&repo, jobs.max(1));
+    let (objects, remote_ref) = (&objects, &remote);
     let mut uploads = futures::stream::iter(missing)
         .map(|hash| async move {
-            let sent = upload(repo_ref, remote_ref, buffers_ref, hash).await?;
+            let sent = upload(objects, remote_ref, hash).await?;
             Ok::<_, Error>((sent, hash))
         })
         .buffer_unordered(jobs.max(1));
@@ -211,47 +210,64 @@ async fn store_manifest(remote: &Remote, file: String, json: Bytes) -> Result<()
 /// it receives (and refuses a bad one with 422), so for it the chunk is checked here only when
 /// refused, to say which local chunk is damaged; a directory or bucket checks nothing, so for
 /// those every chunk is verified before it leaves.
-async fn upload(
-    repo: &Repo,
-    remote: &Remote,
-    buffers: &BufferPool,
-    hash: ChunkHash,
-) -> Result<u64> {
+async fn upload(objects: &ObjectReader<'_>, remote: &Remote, hash: ChunkHash) -> Result<u64> {
     let receiver_verifies = matches!(remote, Remote::Http(_));
-    let object = read_object(repo, buffers, hash, !receiver_verifies).await?;
+    let object = objects.read(hash, !receiver_verifies).await?;
     let size = object.len() as u64;
     match retry(|| remote.put(&hash, object.clone())).await {
         Ok(()) => Ok(size),
         Err(refused @ remote::Error::Rejected { status: 422, .. }) => {
-            let _ = read_object(repo, buffers, hash, true).await?;
+            let _ = objects.read(hash, true).await?;
             Err(refused.into())
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Reads a stored object into a buffer from `buffers` (it returns there once the bytes are
-/// dropped), verifying it when asked.
-async fn read_object(
-    repo: &Repo,
-    buffers: &BufferPool,
-    hash: ChunkHash,
-    verify: bool,
-) -> Result<Bytes> {
-    let store = repo.store.clone();
-    let (mut object, mut scratch) = (buffers.take(), verify.then(|| buffers.take()));
-    tokio::task::spawn_blocking(move || -> Result<Bytes> {
-        if !store.read_object_into(&hash, &mut object)? {
-            return Err(crate::store::Error::NotFound(hash).into());
+/// Reads stored objects for a push into recycled buffers, verifying them when asked.
+struct ObjectReader<'a> {
+    repo: &'a Repo,
+    buffers: BufferPool,
+    /// Verification is CPU-bound: one at a time per core, so only that many decoded chunks
+    /// are held at once however many uploads are in flight.
+    verifying: tokio::sync::Semaphore,
+}
+
+impl<'a> ObjectReader<'a> {
+    /// A reader for `uploads` parallel uploads from `repo`'s store.
+    fn new(repo: &'a Repo, uploads: usize) -> Self {
+        let cores = super::parallel::workers();
+        Self {
+            repo,
+            buffers: BufferPool::new(uploads + cores),
+            verifying: tokio::sync::Semaphore::new(cores),
         }
-        if let Some(scratch) = &mut scratch {
-            codec::verify_using(&object, scratch, &hash)
-                .map_err(|source| crate::store::Error::Corrupt { hash, source })?;
-        }
-        Ok(Bytes::from_owner(object))
-    })
-    .await
-    .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+
+    /// The stored object of `hash`, in a buffer that returns to the pool once the bytes are
+    /// dropped (after the upload).
+    async fn read(&self, hash: ChunkHash, verify: bool) -> Result<Bytes> {
+        let _slot = if verify {
+            let slot = self.verifying.acquire().await;
+            Some(slot.expect("the semaphore is never closed"))
+        } else {
+            None
+        };
+        let store = self.repo.store.clone();
+        let (mut object, mut scratch) = (self.buffers.take(), verify.then(|| self.buffers.take()));
+        tokio::task::spawn_blocking(move || -> Result<Bytes> {
+            if !store.read_object_into(&hash, &mut object)? {
+                return Err(crate::store::Error::NotFound(hash).into());
+            }
+            if let Some(scratch) = &mut scratch {
+                codec::verify_using(&object, scratch, &hash)
+                    .map_err(|source| crate::store::Error::Corrupt { hash, source })?;
+            }
+            Ok(Bytes::from_owner(object))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
 }
 
 /// Downloads the chunks `manifests` need that the local store lacks and checks the files out.
