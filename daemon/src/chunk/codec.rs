@@ -272,17 +272,22 @@ mod tests {
         assert_eq!(decode(&object).expect("valid frame"), data);
     }
 
-    #[test]
-    fn incompressible_data_is_stored_raw() {
+    /// `len` incompressible bytes (xorshift), the same every time.
+    fn noise(len: usize) -> Vec<u8> {
         let mut x = 0x9E37_79B9_7F4A_7C15_u64;
-        let data: Vec<u8> = (0..200_000)
+        (0..len)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 (x >> 32) as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_data_is_stored_raw() {
+        let data = noise(200_000);
         assert_eq!(encode(&data).expect("encode"), data);
     }
 
@@ -327,15 +332,7 @@ mod tests {
 
     #[test]
     fn one_encoder_encodes_many_chunks_like_fresh_ones() {
-        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
-        let noise: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        let noise = noise(200_000);
         let mut mimic = ZSTD_MAGIC.to_vec();
         mimic.extend_from_slice(&noise[..1000]);
         let chunks = [
