@@ -2,11 +2,12 @@
 //! working file, keyed by its identity on disk, so `status` and `commit` need not re-read
 //! unchanged files. It is a cache: deleting it loses nothing.
 
-use std::collections::HashMap;
+pub mod manifests;
+
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fs_err as fs;
 
@@ -15,6 +16,7 @@ use crate::chunk::cdc::Chunking;
 use crate::error::{Error, Result};
 use crate::manifest::{ChunkRef, Manifest};
 use crate::repo::Repo;
+use manifests::ManifestCache;
 
 /// sled's page cache is sized for databases far larger than ours; 8 MiB keeps the idle daemon
 /// small while holding tens of thousands of file entries.
@@ -115,15 +117,11 @@ pub struct Prepared {
     pub stored_bytes: u64,
 }
 
-/// Parsed manifests by repository-relative file, with the stamp of the manifest file they
-/// were read from.
-type ManifestCache = HashMap<String, (FileStamp, Arc<Manifest>)>;
-
 /// A repository's index.
 #[derive(Clone)]
 pub struct Index {
     path: PathBuf,
-    manifests: Arc<Mutex<ManifestCache>>,
+    manifests: Arc<ManifestCache>,
     files: sled::Tree,
     prepared: sled::Tree,
     deferred: sled::Tree,
@@ -199,24 +197,9 @@ impl Index {
     }
 
     /// The manifest of `file`, parsed once and reused while the manifest file is unchanged
-    /// (so `status` on thousands of files does not re-parse thousands of manifests).
+    /// (see [`manifests`]).
     pub fn manifest(&self, repo: &Repo, file: &str) -> Result<Arc<Manifest>> {
-        let path = repo.abs(&format!("{file}{}", crate::manifest::SUFFIX));
-        let stamp = FileStamp::read(&path).ok();
-        let mut cache = self
-            .manifests
-            .lock()
-            .expect("no code panics while holding this lock");
-        if let (Some(stamp), Some((cached, manifest))) = (stamp, cache.get(file))
-            && *cached == stamp
-        {
-            return Ok(Arc::clone(manifest));
-        }
-        let manifest = Arc::new(repo.read_manifest(file)?);
-        if let Some(stamp) = stamp {
-            let _ = cache.insert(file.to_owned(), (stamp, Arc::clone(&manifest)));
-        }
-        Ok(manifest)
+        self.manifests.get(repo, file)
     }
 
     /// The content hash recorded for `file` if its stamp is still `stamp`.

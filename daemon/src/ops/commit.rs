@@ -7,6 +7,7 @@ use crate::manifest::{self, Manifest};
 use crate::ops::Reporter;
 use crate::ops::hashing::{Hashed, Storing, hash_file};
 use crate::repo::Repo;
+use crate::repo::walk::Tracked;
 
 /// What to commit.
 #[derive(Clone, Debug, Default)]
@@ -54,9 +55,14 @@ pub fn commit(
 ) -> Result<CommitReport> {
     let candidates = select(repo, &options.paths)?;
     let mut report = CommitReport::default();
-    for file in candidates {
-        let previous = if repo.has_manifest(&file) {
-            Some(repo.read_manifest(&file)?)
+    for Tracked {
+        path: file,
+        has_manifest,
+        ..
+    } in candidates
+    {
+        let previous = if has_manifest {
+            Some(index.manifest(repo, &file)?)
         } else {
             None
         };
@@ -146,20 +152,16 @@ fn prepared(repo: &Repo, index: &Index, file: &str, stamp: &FileStamp) -> Option
 
 /// The existing tracked files to look at: all of them, or the named ones (each of which must
 /// exist and be tracked).
-fn select(repo: &Repo, paths: &[String]) -> Result<Vec<String>> {
+fn select(repo: &Repo, paths: &[String]) -> Result<Vec<Tracked>> {
     let tracked = repo.tracked()?;
     if paths.is_empty() {
-        return Ok(tracked
-            .into_iter()
-            .filter(|t| t.exists)
-            .map(|t| t.path)
-            .collect());
+        return Ok(tracked.into_iter().filter(|t| t.exists).collect());
     }
     let mut out = Vec::new();
     for path in paths {
         let found = tracked.iter().find(|t| &t.path == path);
         match found {
-            Some(t) if t.exists => out.push(t.path.clone()),
+            Some(t) if t.exists => out.push(t.clone()),
             None if repo.abs(path).is_file() => {
                 return Err(Error::NotTracked { path: path.clone() });
             }
