@@ -4,12 +4,16 @@
 //! | Variable | Meaning | Default |
 //! |---|---|---|
 //! | `SHARDD_SOCKET` | socket path | `$XDG_RUNTIME_DIR/shardd/shardd.sock`, else `${TMPDIR:-/tmp}/shardd-$UID/shardd.sock` |
-//! | `SHARDD_LOG` | tracing filter (`info`, `shardd=debug`, …) | `info` |
+//! | `SHARDD_LOG` | tracing filter (`info`, `shardd=debug`, …) | [`DEFAULT_LOG_FILTER`] |
 //! | `SHARDD_IDLE_TIMEOUT` | exit after this long without requests (`0` = never) | `0` |
 //! | `XDG_RUNTIME_DIR`, `TMPDIR` | where the default socket lives | |
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The log filter without `SHARDD_LOG`: notify reports every watch it could not remove (a
+/// directory deleted under it) at `info`, which is noise.
+pub const DEFAULT_LOG_FILTER: &str = "info,notify=warn";
 
 /// Everything the daemon needs to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +59,7 @@ impl Config {
             socket,
             idle_timeout,
             auto_spawned: overrides.auto_spawned,
-            log_filter: var("SHARDD_LOG").unwrap_or_else(|| "info".to_owned()),
+            log_filter: var("SHARDD_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
         }
     }
 }
