@@ -228,8 +228,9 @@ def render(info: dict, samples: dict) -> str:
         w(table(["", "time", "received"], rows))
         w("\n### Latency with the daemon's background work\n")
         rows = [
-            ["commit of a file the daemon already prepared (1 MiB edited in place, "
-             "waited for `\"prepared\": true`)", r.t(f"{ds}|nshard|commit prepared")],
+            ["commit of a file the daemon already prepared (several 1 MiB edits in place, each "
+             "committed once the daemon reports `\"prepared\": true`)",
+             r.t(f"{ds}|nshard|commit prepared")],
             ["… time from the edit until `prepared` (background, nice 10)",
              ft(r.med(f"{ds}|nshard|time to prepared"))],
             ["`nshard status --json`, daemon warm (5 runs each)", r.t(f"{ds}|nshard|status warm")],
