@@ -4,6 +4,7 @@
 pub mod buffers;
 pub mod cdc;
 pub mod codec;
+pub mod planes;
 pub mod segments;
 
 use std::fmt;

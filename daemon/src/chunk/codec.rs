@@ -1,17 +1,36 @@
-//! The stored form of a chunk: a zstd frame when compression pays, the raw bytes otherwise.
+//! The stored form of a chunk: the raw bytes when compression does not pay, otherwise a zstd
+//! frame of the chunk or of its byte planes ([`super::planes`]), whichever the probe finds
+//! smaller.
 //!
-//! The two are told apart by the zstd frame magic (`28 B5 2F FD`). A raw chunk that happens to
-//! start with that magic is always stored compressed, so every stored object decodes one way
-//! only. The same object travels unchanged to directories, `shard-server` and S3.
+//! The three are told apart by their first bytes: a zstd frame starts with the frame magic
+//! (`28 B5 2F FD`); a planes object with a zstd skippable frame of 8 bytes, `nshard`, a format
+//! version and the number width ([`PLANES_PREFIX`]), followed by the zstd frame of the planes.
+//! A raw chunk that happens to start like either is always stored as a plain zstd frame, so
+//! every stored object decodes one way only. The same object travels unchanged to
+//! directories, `shard-server` and S3.
 
 use std::borrow::Cow;
 use std::io;
 
-use super::ChunkHash;
+use sha2::{Digest, Sha256};
+
 use super::cdc::MAX_CHUNK_BYTES;
+use super::{ChunkHash, planes};
 
 /// The zstd frame magic number, little-endian on disk.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// The start of a planes object: a zstd skippable frame (magic `0x184D2A5E`) of 8 bytes,
+/// `nshard`, and format version 1. The width byte and then the zstd frame follow.
+const PLANES_PREFIX: [u8; 15] = [
+    0x5E, 0x2A, 0x4D, 0x18, 8, 0, 0, 0, b'n', b's', b'h', b'a', b'r', b'd', 1,
+];
+
+/// Bytes before the zstd frame in a planes object.
+const PLANES_HEADER_BYTES: usize = PLANES_PREFIX.len() + 1;
+
+/// Number widths tried besides plain bytes: float16/bfloat16 and float32/int32.
+const PLANE_WIDTHS: [usize; 2] = [2, 4];
 
 /// zstd level 1: on model weights level 3 saves under 1% more and costs twice the time.
 const LEVEL: i32 = 1;
@@ -24,7 +43,7 @@ const PROBE_BYTES: usize = 64 * 1024;
 const WORTHWHILE_RATIO: f64 = 0.97;
 
 /// Largest object accepted for decoding: a maximum-size chunk that did not compress, plus the
-/// worst-case zstd framing overhead.
+/// worst-case zstd framing overhead (and the planes header).
 pub const MAX_OBJECT_BYTES: usize =
     MAX_CHUNK_BYTES as usize + MAX_CHUNK_BYTES as usize / 128 + 1024;
 
@@ -66,6 +85,7 @@ pub fn encode(data: &[u8]) -> io::Result<Cow<'_, [u8]>> {
 pub struct Encoder {
     compressor: zstd::bulk::Compressor<'static>,
     frame: Vec<u8>,
+    planes: Vec<u8>,
 }
 
 impl Encoder {
@@ -77,48 +97,109 @@ impl Encoder {
         Ok(Self {
             compressor: zstd::bulk::Compressor::new(LEVEL)?,
             frame: Vec::new(),
+            planes: Vec::new(),
         })
     }
 
     /// Compresses `data` into [`frame`](Self::frame) when that pays (or when the raw bytes
-    /// would be mistaken for a frame); returns `false` when the chunk is best stored raw, as
-    /// `data` itself.
+    /// would be mistaken for an encoding); returns `false` when the chunk is best stored raw,
+    /// as `data` itself.
     ///
     /// # Errors
     /// Only when zstd cannot allocate its context.
     pub fn compress(&mut self, data: &[u8]) -> io::Result<bool> {
-        let must_frame = data.starts_with(&ZSTD_MAGIC);
-        if !must_frame && !self.worth_compressing(data)? {
-            return Ok(false);
-        }
-        self.compress_into_frame(data)?;
+        let must_frame = looks_encoded(data);
+        let width = match self.best_width(data)? {
+            Some(width) => width,
+            None if must_frame => 1,
+            None => return Ok(false),
+        };
+        self.encode_as(data, width)?;
         Ok(must_frame || self.frame.len() < data.len())
     }
 
-    /// The frame of the last chunk [`compress`](Self::compress) framed.
+    /// The object of the last chunk [`compress`](Self::compress) framed.
     #[must_use]
     pub fn frame(&self) -> &[u8] {
         &self.frame
     }
 
-    fn compress_into_frame(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Encodes `data` as numbers of `width` bytes (1: a plain zstd frame) into `self.frame`.
+    fn encode_as(&mut self, data: &[u8], width: usize) -> io::Result<()> {
         self.frame.clear();
+        if width == 1 {
+            return self.compress_after_header(data);
+        }
+        planes::split(data, width, &mut self.planes);
+        self.frame.extend_from_slice(&PLANES_PREFIX);
         self.frame
-            .reserve(zstd::zstd_safe::compress_bound(data.len()));
-        let _ = self.compressor.compress_to_buffer(data, &mut self.frame)?;
+            .push(u8::try_from(width).expect("plane widths fit a byte"));
+        let planes = std::mem::take(&mut self.planes);
+        let result = self.compress_after_header(&planes);
+        self.planes = planes;
+        result
+    }
+
+    /// Appends the zstd frame of `data` to `self.frame`.
+    fn compress_after_header(&mut self, data: &[u8]) -> io::Result<()> {
+        let header = self.frame.len();
+        self.frame
+            .resize(header + zstd::zstd_safe::compress_bound(data.len()), 0);
+        let written = self
+            .compressor
+            .compress_to_buffer(data, &mut self.frame[header..])?;
+        self.frame.truncate(header + written);
         Ok(())
     }
 
-    /// Compresses a sample from the middle of the chunk; weights that do not compress are
-    /// detected after 64 KiB of work instead of a whole chunk's.
-    fn worth_compressing(&mut self, data: &[u8]) -> io::Result<bool> {
+    /// The encoding worth using for `data`, from a sample of it: 1 for a plain zstd frame,
+    /// else the number width whose planes compress best; `None` when nothing saves at least
+    /// [`WORTHWHILE_RATIO`]. Weights that do not compress are detected after a few 64 KiB
+    /// samples instead of a whole chunk's work. Chunks no larger than a sample are simply
+    /// compressed.
+    fn best_width(&mut self, data: &[u8]) -> io::Result<Option<usize>> {
         if data.len() <= PROBE_BYTES {
-            return Ok(true);
+            return Ok(Some(1));
         }
-        let start = (data.len() - PROBE_BYTES) / 2;
-        self.compress_into_frame(&data[start..start + PROBE_BYTES])?;
-        Ok((self.frame.len() as f64) < PROBE_BYTES as f64 * WORTHWHILE_RATIO)
+        // A whole number of the widest width before the sample keeps its planes in phase
+        // with the chunk's.
+        let start = (data.len() - PROBE_BYTES) / 2 / 4 * 4;
+        let sample = &data[start..start + PROBE_BYTES];
+        let mut best = (PROBE_BYTES as f64 * WORTHWHILE_RATIO, None);
+        for width in std::iter::once(1).chain(PLANE_WIDTHS) {
+            let size = self.probe(sample, width)? as f64;
+            if size < best.0 {
+                best = (size, Some(width));
+            }
+        }
+        Ok(best.1)
     }
+
+    /// The compressed size of `sample` as numbers of `width` bytes. Each plane is compressed
+    /// on its own: in a whole chunk the planes are megabytes long and every zstd block (at
+    /// most 128 KiB) holds one plane only, while the planes of a 64 KiB sample would share
+    /// one block and one Huffman table, hiding what splitting gains.
+    fn probe(&mut self, sample: &[u8], width: usize) -> io::Result<usize> {
+        if width == 1 {
+            self.encode_as(sample, 1)?;
+            return Ok(self.frame.len());
+        }
+        planes::split(sample, width, &mut self.planes);
+        let planes = std::mem::take(&mut self.planes);
+        let mut size = 0;
+        for plane in planes.chunks(planes.len().div_ceil(width)) {
+            self.frame.clear();
+            self.compress_after_header(plane)?;
+            size += self.frame.len();
+        }
+        self.planes = planes;
+        Ok(size)
+    }
+}
+
+/// Whether raw bytes start like an encoded object (and so must not be stored raw).
+fn looks_encoded(data: &[u8]) -> bool {
+    data.starts_with(&ZSTD_MAGIC) || data.starts_with(&PLANES_PREFIX)
 }
 
 /// Encodes a chunk without compressing it (when it may be stored raw), for writes on the
@@ -127,7 +208,7 @@ impl Encoder {
 /// # Errors
 /// Only when zstd cannot allocate its context.
 pub fn encode_raw(data: &[u8]) -> io::Result<Cow<'_, [u8]>> {
-    if data.starts_with(&ZSTD_MAGIC) {
+    if looks_encoded(data) {
         encode(data)
     } else {
         Ok(Cow::Borrowed(data))
@@ -137,7 +218,7 @@ pub fn encode_raw(data: &[u8]) -> io::Result<Cow<'_, [u8]>> {
 /// True for an object stored uncompressed.
 #[must_use]
 pub fn is_raw(object: &[u8]) -> bool {
-    !object.starts_with(&ZSTD_MAGIC)
+    !looks_encoded(object)
 }
 
 /// Decodes a stored object, refusing anything that would expand beyond the maximum chunk size.
@@ -145,12 +226,11 @@ pub fn is_raw(object: &[u8]) -> bool {
 pub fn decode(object: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
     check_object_size(object)?;
     if is_raw(object) {
-        Ok(Cow::Borrowed(object))
-    } else {
-        zstd::bulk::decompress(object, MAX_CHUNK_BYTES as usize)
-            .map(Cow::Owned)
-            .map_err(Error::Corrupt)
+        return Ok(Cow::Borrowed(object));
     }
+    let mut data = Vec::new();
+    decode_encoded(object, &mut data, &mut Vec::new())?;
+    Ok(Cow::Owned(data))
 }
 
 /// Decodes a stored object and checks that it is the chunk `expected`.
@@ -162,7 +242,8 @@ pub fn decode_verified<'a>(object: &'a [u8], expected: &ChunkHash) -> Result<Cow
 
 /// Decodes `object` into `out` (replacing its contents) and checks that it is the chunk
 /// `expected`; `out`'s allocation is reused. A raw object is swapped into `out` rather than
-/// copied, leaving `object` holding `out`'s old buffer.
+/// copied, leaving `object` holding `out`'s old buffer; otherwise `object`'s contents are
+/// used as scratch space.
 pub fn decode_verified_into(
     object: &mut Vec<u8>,
     out: &mut Vec<u8>,
@@ -171,16 +252,26 @@ pub fn decode_verified_into(
     check_object_size(object)?;
     if is_raw(object) {
         std::mem::swap(object, out);
-    } else {
-        decompress_into(object, out)?;
+        return check_hash(out, expected);
+    }
+    match planes_width(object)? {
+        None => decompress_into(object, out)?,
+        Some(width) => {
+            // The planes go to `out`, are joined into `object`, and trade places.
+            decompress_into(&object[PLANES_HEADER_BYTES..], out)?;
+            planes::join(out, width, object);
+            std::mem::swap(object, out);
+        }
     }
     check_hash(out, expected)
 }
 
-/// [`decode_verified_into`] for an object the caller cannot give up (a raw one is copied).
+/// [`decode_verified_into`] for an object the caller cannot give up (a raw one is copied);
+/// `scratch` holds the planes of a planes object.
 pub fn copy_verified_into(
     object: &[u8],
     out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
     expected: &ChunkHash,
 ) -> Result<(), Error> {
     check_object_size(object)?;
@@ -188,9 +279,35 @@ pub fn copy_verified_into(
         out.clear();
         out.extend_from_slice(object);
     } else {
-        decompress_into(object, out)?;
+        decode_encoded(object, out, scratch)?;
     }
     check_hash(out, expected)
+}
+
+/// Decodes a zstd or planes object into `out`, with `scratch` holding the planes.
+fn decode_encoded(object: &[u8], out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(), Error> {
+    match planes_width(object)? {
+        None => decompress_into(object, out),
+        Some(width) => {
+            decompress_into(&object[PLANES_HEADER_BYTES..], scratch)?;
+            planes::join(scratch, width, out);
+            Ok(())
+        }
+    }
+}
+
+/// The number width of a planes object; `None` for any other object.
+fn planes_width(object: &[u8]) -> Result<Option<usize>, Error> {
+    if !object.starts_with(&PLANES_PREFIX) {
+        return Ok(None);
+    }
+    match object.get(PLANES_PREFIX.len()) {
+        Some(&width) if PLANE_WIDTHS.contains(&usize::from(width)) => Ok(Some(width.into())),
+        _ => Err(Error::Corrupt(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "planes object with an unknown number width",
+        ))),
+    }
 }
 
 fn check_object_size(object: &[u8]) -> Result<(), Error> {
@@ -216,7 +333,10 @@ fn decompress_into(frame: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
 }
 
 fn check_hash(data: &[u8], expected: &ChunkHash) -> Result<(), Error> {
-    let actual = ChunkHash::of(data);
+    check_digest(ChunkHash::of(data), expected)
+}
+
+fn check_digest(actual: ChunkHash, expected: &ChunkHash) -> Result<(), Error> {
     if actual == *expected {
         Ok(())
     } else {
@@ -239,11 +359,12 @@ pub fn into_verified_chunk(object: Vec<u8>, expected: &ChunkHash) -> Result<Vec<
 /// Checks that a stored object is the chunk `expected` without keeping the decoded bytes
 /// (a raw object is hashed in place, with no copy).
 pub fn verify(object: &[u8], expected: &ChunkHash) -> Result<(), Error> {
-    decode_verified(object, expected).map(drop)
+    verify_using(object, &mut Vec::new(), expected)
 }
 
 /// [`verify`] decoding into `scratch` (replacing its contents) so its allocation is reused;
-/// a raw object is hashed in place and `scratch` is left untouched.
+/// a raw object is hashed in place and `scratch` is left untouched, and the planes of a
+/// planes object are hashed as they are joined, a block at a time.
 pub fn verify_using(
     object: &[u8],
     scratch: &mut Vec<u8>,
@@ -251,10 +372,19 @@ pub fn verify_using(
 ) -> Result<(), Error> {
     check_object_size(object)?;
     if is_raw(object) {
-        check_hash(object, expected)
-    } else {
-        decompress_into(object, scratch)?;
-        check_hash(scratch, expected)
+        return check_hash(object, expected);
+    }
+    match planes_width(object)? {
+        None => {
+            decompress_into(object, scratch)?;
+            check_hash(scratch, expected)
+        }
+        Some(width) => {
+            decompress_into(&object[PLANES_HEADER_BYTES..], scratch)?;
+            let mut hasher = Sha256::new();
+            planes::join_with(scratch, width, |bytes| hasher.update(bytes));
+            check_digest(ChunkHash::from_hasher(hasher), expected)
+        }
     }
 }
 
@@ -319,7 +449,7 @@ mod tests {
             let mut object = encode(&data).expect("encode").into_owned();
             decode_verified_into(&mut object, &mut out, &hash).expect("valid");
             assert_eq!(out, data);
-            copy_verified_into(&object_of(&data), &mut out, &hash).expect("valid");
+            copy_verified_into(&object_of(&data), &mut out, &mut Vec::new(), &hash).expect("valid");
             assert_eq!(out, data);
             let mut object = encode(&data).expect("encode").into_owned();
             let wrong = ChunkHash::of(b"other");
@@ -335,10 +465,14 @@ mod tests {
         let noise = noise(200_000);
         let mut mimic = ZSTD_MAGIC.to_vec();
         mimic.extend_from_slice(&noise[..1000]);
+        let mut planes_mimic = PLANES_PREFIX.to_vec();
+        planes_mimic.extend_from_slice(&noise[..1000]);
         let chunks = [
             vec![7u8; 1 << 20],
+            weights(300_000),
             noise,
             mimic,
+            planes_mimic,
             b"short".to_vec(),
             Vec::new(),
         ];
@@ -370,6 +504,74 @@ mod tests {
         damaged[last] ^= 0xFF;
         let hash = ChunkHash::of(&data);
         assert!(verify_using(&damaged, &mut scratch, &hash).is_err());
+    }
+
+    /// `len` bytes of 2-byte numbers like float16 weights: a high byte from four values, a
+    /// low byte that is noise.
+    fn weights(len: usize) -> Vec<u8> {
+        noise(len)
+            .chunks(2)
+            .flat_map(|pair| match pair {
+                [low, high] => vec![*low, 0x20 | (high & 3)],
+                odd => odd.to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn numbers_are_stored_as_planes_when_that_is_smaller() {
+        let data = weights(1_000_001);
+        let object = object_of(&data);
+        assert!(object.starts_with(&PLANES_PREFIX));
+        let plain = zstd::bulk::compress(&data, LEVEL).expect("compress");
+        assert!(
+            object.len() < plain.len(),
+            "{} >= {}",
+            object.len(),
+            plain.len()
+        );
+        let hash = ChunkHash::of(&data);
+        assert_eq!(decode_verified(&object, &hash).expect("decodes"), data);
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        copy_verified_into(&object, &mut out, &mut scratch, &hash).expect("copies");
+        assert_eq!(out, data);
+        verify_using(&object, &mut scratch, &hash).expect("verifies");
+        let mut owned = object.clone();
+        decode_verified_into(&mut owned, &mut out, &hash).expect("decodes in place");
+        assert_eq!(out, data);
+        let wrong = ChunkHash::of(b"other");
+        assert!(matches!(
+            verify_using(&object, &mut scratch, &wrong),
+            Err(Error::Mismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn the_probe_sees_what_planes_gain_on_a_whole_chunk() {
+        let mut encoder = Encoder::new().expect("context");
+        let sample = weights(PROBE_BYTES);
+        let plain = encoder.probe(&sample, 1).expect("probe");
+        let planes = encoder.probe(&sample, 2).expect("probe");
+        assert!(planes * 10 < plain * 9, "planes {planes} vs plain {plain}");
+    }
+
+    #[test]
+    fn planes_objects_with_an_unknown_width_are_corrupt() {
+        let mut object = object_of(&weights(200_000));
+        object[PLANES_PREFIX.len()] = 3;
+        assert!(matches!(decode(&object), Err(Error::Corrupt(_))));
+        let hash = ChunkHash::of(&weights(200_000));
+        assert!(verify_using(&object, &mut Vec::new(), &hash).is_err());
+    }
+
+    #[test]
+    fn raw_data_that_mimics_a_planes_object_is_framed() {
+        let mut data = PLANES_PREFIX.to_vec();
+        data.extend_from_slice(b"\x02not really planes");
+        let object = object_of(&data);
+        assert!(object.starts_with(&ZSTD_MAGIC));
+        assert_eq!(decode(&object).expect("a plain frame"), data);
+        assert_eq!(encode_raw(&data).expect("encode"), object);
     }
 
     #[test]

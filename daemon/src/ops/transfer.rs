@@ -374,8 +374,8 @@ impl ChunkSource for Downloader {
             codec::verify(&object, hash).map_err(corrupt)?;
             None
         } else {
-            let mut data = buffers.take();
-            codec::copy_verified_into(&object, &mut data, hash).map_err(corrupt)?;
+            let (mut data, mut scratch) = (buffers.take(), buffers.take());
+            codec::copy_verified_into(&object, &mut data, &mut scratch, hash).map_err(corrupt)?;
             Some(data)
         };
         if self.repo.store.put_object(hash, &object)? {
