@@ -2,6 +2,12 @@
 //! background preparer ([`crate::prepare`]). Every repository the daemon has served is watched
 //! and remembered (in `shardd.repos` beside the socket), so a restarted daemon re-arms.
 //!
+//! Every directory of the working tree is watched on its own, except `.git` and `.shard`: their
+//! churn (chunk objects, the index, Git's own files) is never a tracked file's change, and
+//! their hundreds of fan-out directories would each take an inotify watch. A directory created
+//! later is watched when its creation is seen, and the repository rescanned for files written
+//! into it before that.
+//!
 //! notify's limits are handled: an exhausted inotify watch limit is logged with the sysctl that
 //! raises it, and an overflowed event queue triggers a rescan so state is never silently stale.
 
@@ -19,10 +25,15 @@ use crate::activity::{Activity, Change};
 use crate::manifest::SUFFIX;
 use crate::prepare::Preparer;
 use crate::repo::SHARD_DIR;
+use crate::repo::walk::SKIPPED_DIRS;
 
 /// A file must stay quiet this long before it is chunked: long enough to let a training loop
 /// finish writing a checkpoint, short enough that a commit right after saving finds it ready.
 const DEBOUNCE: Duration = Duration::from_millis(400);
+
+/// inotify watches single directories, so the tree is watched directory by directory (and
+/// `.git` and `.shard` left out); other platforms' watchers cover a whole tree natively.
+const PER_DIRECTORY_WATCHES: bool = cfg!(target_os = "linux");
 
 /// Handle for registering repositories with the watcher task.
 #[derive(Clone, Debug)]
@@ -121,7 +132,7 @@ impl State {
             return;
         }
         if let Some(watcher) = &mut self.watcher {
-            if let Err(e) = watcher.watch(&root, RecursiveMode::Recursive) {
+            if let Err(e) = watch_tree(watcher, &root) {
                 log_watch_error(&root, &e);
             } else {
                 tracing::info!(root = %root.display(), "watching repository");
@@ -152,6 +163,11 @@ impl State {
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
+        if PER_DIRECTORY_WATCHES && may_add_directory(event.kind) {
+            for path in &event.paths {
+                self.watch_new_directory(path);
+            }
+        }
         for path in event.paths {
             if let Some((root, rel)) = self.locate(&path) {
                 // One write of a large file is many notify events: tell subscribers once per
@@ -165,6 +181,21 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Watches a directory created (or moved) into a repository, with everything below it,
+    /// and rescans the repository: files may have been written into it before the watch.
+    fn watch_new_directory(&mut self, path: &Path) {
+        let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        let Some((root, _)) = self.locate(path).filter(|_| is_dir) else {
+            return;
+        };
+        if let Some(watcher) = &mut self.watcher
+            && let Err(e) = watch_tree(watcher, path)
+        {
+            log_watch_error(&root, &e);
+        }
+        self.preparer.scan(&root);
     }
 
     /// The repository and relative path of a changed file we may care about.
@@ -208,6 +239,44 @@ impl State {
             self.preparer.scan(root);
         }
     }
+}
+
+/// Whether an event may bring a new directory into a watched tree.
+fn may_add_directory(kind: notify::EventKind) -> bool {
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+    matches!(
+        kind,
+        notify::EventKind::Create(CreateKind::Folder | CreateKind::Any)
+            | notify::EventKind::Modify(ModifyKind::Name(
+                RenameMode::To | RenameMode::Both | RenameMode::Any
+            ))
+    )
+}
+
+/// Watches `dir` and every directory below it (not following symlinks), except Git's and
+/// NeuroShard's own. A directory removed while this runs is skipped.
+fn watch_tree(watcher: &mut notify::RecommendedWatcher, dir: &Path) -> notify::Result<()> {
+    if !PER_DIRECTORY_WATCHES {
+        return watcher.watch(dir, RecursiveMode::Recursive);
+    }
+    match watcher.watch(dir, RecursiveMode::NonRecursive) {
+        Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => return Ok(()),
+        other => other?,
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // Removed or unreadable since: nothing to watch below it.
+    };
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let skipped = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| SKIPPED_DIRS.contains(&name));
+        if is_dir && !skipped {
+            watch_tree(watcher, &entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn log_watch_error(root: &Path, error: &notify::Error) {

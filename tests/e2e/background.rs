@@ -115,6 +115,30 @@ fn a_modified_file_is_prepared_in_the_background_and_commits_like_a_cold_commit(
 }
 
 #[test]
+fn files_in_directories_created_after_the_repository_was_watched_are_prepared() {
+    let s = Sandbox::with_repo();
+    let _ = s.ok(&["track", "data/**/*.bin"]);
+    let _ = s.json(&["status", "--json"]); // The daemon now watches the repository.
+    let mut events = Events::of_repo(&s);
+
+    // A whole tree at once: its inner directories exist before the daemon can watch them.
+    let (top, deep) = ("models/a.bin", "data/x/y/z.bin");
+    let (a, z) = (random_bytes(3, 2 * MIB), random_bytes(4, 2 * MIB));
+    s.write(top, &a);
+    s.write(deep, &z);
+
+    let mut waiting = vec![(top, sha256_hex(&a)), (deep, sha256_hex(&z))];
+    let _ = events.wait_for("PREPARED events for both new files", PREPARE_TIMEOUT, |e| {
+        waiting.retain(|(file, want)| !(is(e, FileEvent::Prepared, file) && e.sha256 == *want));
+        waiting.is_empty()
+    });
+    // And an edit inside the deepest one is seen as well: it is watched now.
+    let z2 = random_bytes(5, 2 * MIB);
+    s.write(deep, &z2);
+    wait_until_prepared(&s, deep, &sha256_hex(&z2));
+}
+
+#[test]
 fn a_file_rewritten_during_background_chunking_is_prepared_and_committed_as_it_ends_up() {
     let old = random_bytes(21, BIG);
     let new = random_bytes(22, BIG);

@@ -11,8 +11,8 @@ use super::{Repo, SHARD_DIR};
 use crate::error::Result;
 use crate::manifest;
 
-/// Directories never descended into.
-const SKIPPED_DIRS: [&str; 2] = [".git", SHARD_DIR];
+/// Directories never descended into (nor watched): Git's and NeuroShard's own.
+pub const SKIPPED_DIRS: [&str; 2] = [".git", SHARD_DIR];
 
 /// A tracked file as found on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
