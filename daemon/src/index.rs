@@ -31,6 +31,21 @@ fn is_locked(error: &std::io::Error) -> bool {
         || error.to_string().contains("could not acquire lock")
 }
 
+/// How long (ns) after a change another change may get the same file times, on filesystems
+/// that keep nanoseconds: their clock ticks every few milliseconds at most.
+pub const FINE_RACY_WINDOW_NS: i64 = 50_000_000;
+
+/// The same for filesystems that keep whole seconds (FAT, HFS+, ext3, some NFS servers).
+pub const COARSE_RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+/// Wall-clock time in ns since the epoch (the clock file times come from).
+#[must_use]
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// The identity of a file's content as far as a `stat` can tell: if any of these change, the
 /// content may have changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -63,6 +78,36 @@ impl FileStamp {
     /// Stats `path` (following symlinks).
     pub fn read(path: &Path) -> std::io::Result<Self> {
         Ok(Self::of(&fs::metadata(path)?))
+    }
+
+    /// Whether a change made after `observed_ns` (wall clock, [`now_ns`]) could leave the file
+    /// with this very stamp: it changed so shortly before that a later change may get the same
+    /// times. Content read from such a file must not be remembered by its stamp (Git's
+    /// "racily clean" rule).
+    #[must_use]
+    pub fn is_racy(&self, observed_ns: i64) -> bool {
+        self.ctime_ns > observed_ns.saturating_sub(self.racy_window_ns())
+    }
+
+    /// How long to wait from `now_ns` until the stamp is no longer racy (at most one window,
+    /// so a file time in the future cannot stall anyone); `None` when it is not racy now.
+    #[must_use]
+    pub fn settle_time(&self, now_ns: i64) -> Option<std::time::Duration> {
+        if !self.is_racy(now_ns) {
+            return None;
+        }
+        let window = self.racy_window_ns();
+        let left = (self.ctime_ns + window - now_ns).clamp(1, window);
+        Some(std::time::Duration::from_nanos(left.unsigned_abs()))
+    }
+
+    /// The racy window of the filesystem this stamp comes from: whole-second times tell it.
+    fn racy_window_ns(&self) -> i64 {
+        if self.ctime_ns % 1_000_000_000 == 0 {
+            COARSE_RACY_WINDOW_NS
+        } else {
+            FINE_RACY_WINDOW_NS
+        }
     }
 
     fn encode(&self, sha256: &ChunkHash) -> Vec<u8> {
@@ -324,5 +369,34 @@ mod tests {
         assert_eq!(index.known_hash("f", &stamp), Some(hash));
         let changed = FileStamp { size: 2, ..stamp };
         assert_eq!(index.known_hash("f", &changed), None);
+    }
+
+    #[test]
+    fn stamps_changed_within_a_clock_tick_of_a_read_are_racy() {
+        let now = 1_700_000_000_123_456_789_i64;
+        let stamp = |ctime_ns| FileStamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: ctime_ns,
+            ctime_ns,
+        };
+        let fine = stamp(now - 10_000_000);
+        assert!(fine.is_racy(now));
+        let wait = fine.settle_time(now).expect("racy");
+        assert_eq!(wait.as_nanos(), 40_000_000);
+        assert!(!fine.is_racy(now + 40_000_000));
+        assert!(!stamp(now - 100_000_000).is_racy(now));
+        assert_eq!(stamp(now - 100_000_000).settle_time(now), None);
+        // Whole-second file times: the filesystem ticks once a second.
+        let coarse = stamp(1_700_000_000_000_000_000);
+        assert!(coarse.is_racy(coarse.ctime_ns + 1_500_000_000));
+        assert!(!coarse.is_racy(coarse.ctime_ns + 2_500_000_000));
+        // A time in the future costs one window at most.
+        let future = stamp(now + 3_600_000_000_000);
+        assert_eq!(
+            future.settle_time(now).expect("racy").as_nanos(),
+            50_000_000
+        );
     }
 }

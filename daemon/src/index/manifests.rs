@@ -4,20 +4,16 @@
 //!
 //! An entry is trusted while the manifest file's stamp is unchanged. A manifest rewritten in
 //! the same timestamp tick as it was read could keep its stamp (same inode, size and times),
-//! so a manifest changed less than [`RACY_WINDOW_NS`] before it was read is not kept: Git's
-//! "racily clean" rule.
+//! so a manifest that changed just before it was read is not kept
+//! ([`FileStamp::is_racy`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-use super::FileStamp;
+use super::{FileStamp, now_ns};
 use crate::error::Result;
 use crate::manifest::{Manifest, SUFFIX};
 use crate::repo::Repo;
-
-/// A manifest changed this recently (ns) when it was read is read again next time.
-pub const RACY_WINDOW_NS: i64 = 1_000_000_000;
 
 /// Chunk references held at most (about 12 MiB; a terabyte of 4 MiB chunks). Past that,
 /// manifests are read from disk each time rather than evicting others.
@@ -27,13 +23,17 @@ const MAX_CHUNKS: usize = 1 << 18;
 #[derive(Debug)]
 pub struct ManifestCache {
     entries: Mutex<Entries>,
-    racy_window_ns: i64,
+    racy_window_ns: Option<i64>,
     max_chunks: usize,
 }
 
 impl Default for ManifestCache {
     fn default() -> Self {
-        Self::with_limits(RACY_WINDOW_NS, MAX_CHUNKS)
+        Self {
+            entries: Mutex::default(),
+            racy_window_ns: None,
+            max_chunks: MAX_CHUNKS,
+        }
     }
 }
 
@@ -46,14 +46,14 @@ struct Entries {
 }
 
 impl ManifestCache {
-    /// A cache that keeps no manifest changed less than `racy_window_ns` before it was read,
-    /// and at most `max_chunks` chunk references.
-    #[must_use]
-    pub fn with_limits(racy_window_ns: i64, max_chunks: usize) -> Self {
+    /// A cache that keeps no manifest changed less than `racy_window_ns` before it was read
+    /// (instead of [`FileStamp::is_racy`]), and at most `max_chunks` chunk references.
+    #[cfg(test)]
+    fn with_limits(racy_window_ns: i64, max_chunks: usize) -> Self {
         Self {
-            entries: Mutex::default(),
-            racy_window_ns,
+            racy_window_ns: Some(racy_window_ns),
             max_chunks,
+            ..Self::default()
         }
     }
 
@@ -70,8 +70,12 @@ impl ManifestCache {
         }
         // Read after the stamp was taken: content newer than the stamp only means a miss later.
         let manifest = Arc::new(repo.read_manifest(file)?);
+        let racy = |stamp: &FileStamp| match self.racy_window_ns {
+            Some(window) => stamp.ctime_ns >= looked_at.saturating_sub(window),
+            None => stamp.is_racy(looked_at),
+        };
         if let Some(stamp) = stamp
-            && stamp.ctime_ns < looked_at.saturating_sub(self.racy_window_ns)
+            && !racy(&stamp)
         {
             self.lock()
                 .insert(file, stamp, Arc::clone(&manifest), self.max_chunks);
@@ -108,13 +112,6 @@ impl Entries {
             let _ = self.by_file.insert(file.to_owned(), (stamp, manifest));
         }
     }
-}
-
-/// Wall-clock time in ns since the epoch (the clock file times come from).
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -169,7 +166,7 @@ mod tests {
     fn a_manifest_changed_just_before_it_was_read_is_not_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = repo_with_manifest(dir.path(), "one");
-        let cache = ManifestCache::default();
+        let cache = ManifestCache::with_limits(60_000_000_000, MAX_CHUNKS);
         assert_eq!(cache.get(&repo, "a.bin").expect("read").message, "one");
         assert!(cache.is_empty());
     }

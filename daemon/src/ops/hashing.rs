@@ -17,7 +17,7 @@ use crate::chunk::ChunkHash;
 use crate::chunk::cdc::Chunking;
 use crate::chunk::segments::{Event, SegmentReader, SegmentSlice};
 use crate::error::{Error, Result};
-use crate::index::FileStamp;
+use crate::index::{FileStamp, now_ns};
 use crate::manifest::ChunkRef;
 use crate::store::local::LocalStore;
 
@@ -69,7 +69,8 @@ impl Hashed {
 }
 
 /// Cuts and hashes `path`, storing new chunks in `store` when one is given. The file must stay
-/// unchanged while it is read; a file that keeps changing is an error.
+/// unchanged while it is read; a file that keeps changing is an error. A file changed a moment
+/// ago is read once its times can tell a later change ([`FileStamp::settle_time`]).
 pub fn hash_file(
     path: &Path,
     rel: &str,
@@ -78,7 +79,13 @@ pub fn hash_file(
     reporter: &mut Reporter,
 ) -> Result<Hashed> {
     for _ in 0..STABILITY_ATTEMPTS {
-        let before = FileStamp::read(path)?;
+        let mut before = FileStamp::read(path)?;
+        // A file changed within a clock tick of the read could change again without its
+        // stamp showing it, mid-read or later: wait until its times can tell (milliseconds).
+        if let Some(wait) = before.settle_time(now_ns()) {
+            thread::sleep(wait);
+            before = FileStamp::read(path)?;
+        }
         let mut hashed = read_once(path, rel, chunking, store, before.size, reporter)?;
         let after = FileStamp::read(path)?;
         if before == after && hashed.size == after.size {
