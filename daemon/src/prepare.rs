@@ -37,6 +37,8 @@ const COMPRESS_BATCH: usize = 16;
 pub struct Preparer {
     jobs: Sender<Job>,
     queued: Arc<Mutex<HashSet<(PathBuf, String)>>>,
+    /// Roots with a scan queued: a burst of new directories asks for one scan, not one each.
+    scans: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Preparer {
@@ -45,10 +47,12 @@ impl Preparer {
     pub fn start(repos: Arc<Repos>, activity: Arc<Activity>) -> Self {
         let (jobs, rx) = channel();
         let queued: Arc<Mutex<HashSet<(PathBuf, String)>>> = Arc::default();
+        let scans: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
         let worker = Worker {
             repos,
             activity,
             queued: Arc::clone(&queued),
+            scans: Arc::clone(&scans),
             jobs: jobs.clone(),
         };
         let spawned = std::thread::Builder::new()
@@ -57,7 +61,11 @@ impl Preparer {
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start background chunking");
         }
-        Self { jobs, queued }
+        Self {
+            jobs,
+            queued,
+            scans,
+        }
     }
 
     /// Prepares `rel` in `root` (coalesced with a queued request for the same file).
@@ -77,9 +85,17 @@ impl Preparer {
         let _ = self.jobs.send(Job::Compress(root.to_path_buf()));
     }
 
-    /// Prepares every tracked file of `root` the index does not know in its current state.
+    /// Prepares every tracked file of `root` the index does not know in its current state
+    /// (coalesced with a queued scan of the same root).
     pub fn scan(&self, root: &Path) {
-        let _ = self.jobs.send(Job::Scan(root.to_path_buf()));
+        let fresh = self
+            .scans
+            .lock()
+            .expect("no code panics while holding this lock")
+            .insert(root.to_path_buf());
+        if fresh {
+            let _ = self.jobs.send(Job::Scan(root.to_path_buf()));
+        }
     }
 }
 
@@ -87,6 +103,7 @@ struct Worker {
     repos: Arc<Repos>,
     activity: Arc<Activity>,
     queued: Arc<Mutex<HashSet<(PathBuf, String)>>>,
+    scans: Arc<Mutex<HashSet<PathBuf>>>,
     jobs: Sender<Job>,
 }
 
@@ -109,7 +126,15 @@ impl Worker {
                         tracing::debug!(path = rel, error = %e.render(), "background chunking skipped");
                     }
                 }
-                Job::Scan(root) => self.scan(&root),
+                Job::Scan(root) => {
+                    // Taken off before the scan starts: a change during it asks for another.
+                    let _ = self
+                        .scans
+                        .lock()
+                        .expect("no code panics while holding this lock")
+                        .remove(&root);
+                    self.scan(&root);
+                }
                 Job::Compress(root) => match self.compress(&root) {
                     // More to do: queue the rest behind whatever file work arrived meanwhile.
                     Ok(true) => {
