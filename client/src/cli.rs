@@ -344,13 +344,19 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Environment variables forwarded to the daemon with requests that need them, so the
 /// daemon acts with the caller's credentials, never its own.
-pub const FORWARDED_ENV_PREFIXES: [&str; 3] = ["NSHARD_", "AWS_", "SOURCE_DATE_EPOCH"];
+pub const FORWARDED_ENV_PREFIXES: [&str; 2] = ["NSHARD_", "AWS_"];
+
+/// Single variables forwarded likewise: `HOME` locates the caller's `~/.aws/` profiles.
+pub const FORWARDED_ENV_NAMES: [&str; 2] = ["SOURCE_DATE_EPOCH", "HOME"];
 
 /// The caller's environment entries the daemon may need.
 #[must_use]
 pub fn forwarded_env() -> std::collections::HashMap<String, String> {
     std::env::vars()
-        .filter(|(k, _)| FORWARDED_ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| {
+            FORWARDED_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
+                || FORWARDED_ENV_NAMES.contains(&k.as_str())
+        })
         .collect()
 }
 

@@ -8,6 +8,7 @@
 //! them, under `manifests/<first two hex digits>/<SHA-256 of the manifest bytes>` (see
 //! [`manifest_key`]): they are the roots `shard-server gc` keeps.
 
+pub mod aws_profile;
 pub mod local;
 pub mod object;
 pub mod remote;

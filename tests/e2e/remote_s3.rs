@@ -1,12 +1,21 @@
 //! S3-compatible storage through a real S3 server (moto, installed by `.ci/run`): directly as an
 //! `s3://bucket/prefix` remote, with the `AWS_*` settings in each `nshard` invocation's
-//! environment only (the daemon never has them), and as the backend of `shard-server`s.
+//! environment only (the daemon never has them) or in the caller's `~/.aws/` profiles, and as
+//! the backend of `shard-server`s.
 
 use crate::remote_fixtures::{
     FILE, MANIFEST, Moto, Server, assert_same, chunks_of, count, json_with, machine_a, machine_b,
     publish, run,
 };
 use crate::sandbox::{MIB, expect_failure, random_bytes};
+
+/// The environment of one invocation.
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
 
 #[test]
 fn push_and_pull_directly_through_s3() {
@@ -82,4 +91,67 @@ fn a_missing_bucket_is_named_in_the_error() {
     assert!(message.contains(url), "the remote is not named: {message}");
     assert!(message.contains("bucket"), "{message}");
     assert!(message.contains("does not exist"), "{message}");
+}
+
+#[test]
+fn profiles_in_the_shared_aws_files_configure_the_remote() {
+    let moto = Moto::start();
+    moto.create_bucket("profiled");
+    let a = machine_a();
+    // `~/.aws/` as `aws configure` leaves it: the endpoint is known only to profile `ml`, so
+    // the push reaches moto only if that profile is read.
+    let aws = a.base().join("home/.aws");
+    std::fs::create_dir_all(&aws).expect("mkdir ~/.aws");
+    std::fs::write(
+        aws.join("credentials"),
+        "[default]\naws_access_key_id = unused\naws_secret_access_key = unused\n\n\
+         [ml]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .expect("write credentials");
+    let config = format!(
+        "[profile ml]\nregion = us-east-1\nendpoint_url = {}\n",
+        moto.endpoint
+    );
+    std::fs::write(aws.join("config"), config).expect("write config");
+    let data = random_bytes(530, 5 * MIB);
+    publish(&a, FILE, &data, "v1");
+    let total = chunks_of(&a, FILE);
+    let url = "s3://profiled/models";
+
+    let pushed = json_with(
+        &a,
+        &["push", "--remote", url, "--json"],
+        &vars(&[("AWS_PROFILE", "ml")]),
+    );
+    assert_eq!(count(&pushed, "chunks_transferred"), total, "{pushed:#}");
+
+    // Another machine names the same files explicitly.
+    let b = machine_b(&a);
+    let (credentials, config) = (aws.join("credentials"), aws.join("config"));
+    let explicit = vars(&[
+        ("AWS_PROFILE", "ml"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            credentials.to_str().expect("utf-8"),
+        ),
+        ("AWS_CONFIG_FILE", config.to_str().expect("utf-8")),
+    ]);
+    let pulled = json_with(
+        &b,
+        &["pull", MANIFEST, "--remote", url, "--json"],
+        &explicit,
+    );
+    assert_eq!(count(&pulled, "chunks_transferred"), total, "{pulled:#}");
+    assert_same(&b, FILE, &data);
+
+    // A profile that is not there is named, with the variable that chose it.
+    let out = run(
+        &a,
+        &["push", "--remote", url],
+        &vars(&[("AWS_PROFILE", "mll")]),
+    );
+    let message = expect_failure(&out, "push with an unknown profile");
+    assert!(message.contains("`mll`"), "{message}");
+    assert!(message.contains("AWS_PROFILE"), "{message}");
+    assert_eq!(out.status.code(), Some(1), "{message}");
 }

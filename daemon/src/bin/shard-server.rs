@@ -95,9 +95,10 @@ async fn main() -> ExitCode {
 
 impl StorageFlag {
     fn storage(&self) -> Storage {
-        // The server's own environment is its S3 configuration (shardd's comes with each request).
+        // The server's own environment is its S3 configuration (shardd's comes with each
+        // request); HOME locates the shared `~/.aws/` files.
         let aws_env: HashMap<_, _> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("AWS_"))
+            .filter(|(k, _)| k.starts_with("AWS_") || k == "HOME")
             .collect();
         Storage::from_arg(&self.storage, aws_env)
     }

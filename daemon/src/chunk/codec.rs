@@ -4,7 +4,7 @@
 //!
 //! The three are told apart by their first bytes: a zstd frame starts with the frame magic
 //! (`28 B5 2F FD`); a planes object with a zstd skippable frame of 8 bytes, `nshard`, a format
-//! version and the number width ([`PLANES_PREFIX`]), followed by the zstd frame of the planes.
+//! version and the number width (`PLANES_PREFIX`), followed by the zstd frame of the planes.
 //! A raw chunk that happens to start like either is always stored as a plain zstd frame, so
 //! every stored object decodes one way only. The same object travels unchanged to
 //! directories, `shard-server` and S3.

@@ -26,7 +26,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::chunk::ChunkHash;
 use crate::store::local::{LocalStore, StoredObject};
-use crate::store::object::{Listed, ObjectBackend};
+use crate::store::object::{Listed, ObjectBackend, OpenError};
 
 /// HEAD requests in flight at once while answering one `missing` query against S3: enough to
 /// hide the round trip, few enough not to trip the provider's request-rate limits.
@@ -53,7 +53,8 @@ pub enum Storage {
     S3 {
         /// `s3://bucket/prefix`.
         url: String,
-        /// The server's own `AWS_*` variables: credentials, region, `AWS_ENDPOINT_URL`.
+        /// The server's own `AWS_*` variables (credentials, region, `AWS_ENDPOINT_URL`) and
+        /// `HOME`, where its `~/.aws/` profiles are.
         env: HashMap<String, String>,
     },
 }
@@ -109,6 +110,9 @@ pub enum Error {
     /// The bucket could not be opened, read or written.
     #[error("object storage failed")]
     S3(#[from] object_store::Error),
+    /// The shared AWS configuration (`~/.aws/`) cannot be used.
+    #[error("the AWS configuration cannot be used")]
+    Profile(#[source] crate::store::aws_profile::Error),
     /// A blocking storage task panicked or was cancelled.
     #[error("storage task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -150,7 +154,11 @@ impl Backend {
                 fs_err::create_dir_all(path.join("objects"))?;
                 Ok(Self::Directory(LocalStore::new(path)))
             }
-            Storage::S3 { url, env } => Ok(Self::S3(ObjectBackend::from_url(url, env)?)),
+            Storage::S3 { url, env } => match ObjectBackend::from_url(url, env) {
+                Ok(bucket) => Ok(Self::S3(bucket)),
+                Err(OpenError::Profile(e)) => Err(Error::Profile(e)),
+                Err(OpenError::Store(e)) => Err(Error::S3(e)),
+            },
         }
     }
 

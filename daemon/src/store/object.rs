@@ -13,7 +13,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::object_key;
+use super::{aws_profile, object_key};
 use crate::chunk::ChunkHash;
 
 /// A bucket (and prefix) holding chunks.
@@ -22,6 +22,17 @@ pub struct ObjectBackend {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
+}
+
+/// Why a bucket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The shared AWS configuration files could not be used.
+    #[error(transparent)]
+    Profile(#[from] aws_profile::Error),
+    /// The URL or the settings are not valid.
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
 }
 
 /// An object that was listed.
@@ -37,16 +48,21 @@ pub struct Listed {
 
 impl ObjectBackend {
     /// Opens `s3://bucket/prefix` with credentials and endpoint taken only from `env` (the
-    /// caller's `AWS_*` variables): `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// caller's `AWS_*` variables and `HOME`): `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` (plain http
-    /// is allowed for a custom endpoint, as MinIO-style servers on a LAN need).
-    pub fn from_url(url: &str, env: &HashMap<String, String>) -> Result<Self, object_store::Error> {
+    /// is allowed for a custom endpoint, as MinIO-style servers on a LAN need), completed from
+    /// the profile `AWS_PROFILE` names in `~/.aws/` ([`aws_profile`]).
+    ///
+    /// # Errors
+    /// When the URL names no bucket, or the AWS configuration cannot be used.
+    pub fn from_url(url: &str, env: &HashMap<String, String>) -> Result<Self, OpenError> {
+        let env = &aws_profile::resolve(env)?;
         let rest = url
             .strip_prefix("s3://")
             .ok_or_else(|| invalid(url, "it must start with s3://"))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(invalid(url, "it names no bucket"));
+            return Err(invalid(url, "it names no bucket").into());
         }
         let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
         for (key, value) in env.iter().filter(|(k, _)| k.starts_with("AWS_")) {

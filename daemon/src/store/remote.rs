@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::local::LocalStore;
 use super::manifest_key;
-use super::object::ObjectBackend;
+use super::object::{ObjectBackend, OpenError};
 use crate::chunk::ChunkHash;
 pub use http::HttpRemote;
 
@@ -116,6 +116,24 @@ pub enum Error {
         /// The remote.
         remote: String,
     },
+    /// No credentials anywhere: not in the environment, not in `~/.aws/`, and no instance
+    /// metadata service answered.
+    #[error(
+        "no AWS credentials for remote {remote}: set AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY, or AWS_PROFILE for a profile in ~/.aws/credentials"
+    )]
+    NoCredentials {
+        /// The remote.
+        remote: String,
+    },
+    /// The shared AWS configuration (`~/.aws/`) cannot be used for an `s3://` remote.
+    #[error("remote {remote} cannot be opened: {source}")]
+    Profile {
+        /// The remote.
+        remote: String,
+        /// What is wrong with the configuration.
+        source: super::aws_profile::Error,
+    },
     /// A directory remote failed.
     #[error("remote {remote} failed")]
     Dir {
@@ -160,10 +178,12 @@ impl Error {
         match self {
             Self::BadUrl(_) => tonic::Code::InvalidArgument,
             Self::Unreachable { .. } => tonic::Code::Unavailable,
-            Self::Auth { .. } | Self::Denied { .. } => tonic::Code::PermissionDenied,
-            Self::NoBucket { .. } | Self::ManifestRejected { status: 409, .. } => {
-                tonic::Code::FailedPrecondition
+            Self::Auth { .. } | Self::Denied { .. } | Self::NoCredentials { .. } => {
+                tonic::Code::PermissionDenied
             }
+            Self::NoBucket { .. }
+            | Self::Profile { .. }
+            | Self::ManifestRejected { status: 409, .. } => tonic::Code::FailedPrecondition,
             Self::NotFound { .. } => tonic::Code::NotFound,
             Self::Corrupt { .. } => tonic::Code::DataLoss,
             _ => tonic::Code::Internal,
@@ -195,7 +215,13 @@ impl Remote {
         if url.starts_with("s3://") {
             return ObjectBackend::from_url(url, env)
                 .map(Self::S3)
-                .map_err(|source| object_error(url.to_owned(), source));
+                .map_err(|e| match e {
+                    OpenError::Profile(source) => Error::Profile {
+                        remote: url.to_owned(),
+                        source,
+                    },
+                    OpenError::Store(source) => object_error(url.to_owned(), source),
+                });
         }
         let path = if let Some(rest) = url.strip_prefix("file://") {
             PathBuf::from(rest)
@@ -418,10 +444,15 @@ pub fn refused(remote: &str, status: u16, writing: bool) -> Error {
 }
 
 /// Classifies an `object_store` failure into the errors users can act on.
+/// The EC2 instance metadata service, where S3 clients look for credentials last.
+const INSTANCE_METADATA: &str = "169.254.169.254";
+
 fn object_error(remote: String, source: object_store::Error) -> Error {
     let text = source.to_string();
     if text.contains("NoSuchBucket") {
         Error::NoBucket { remote }
+    } else if text.contains(INSTANCE_METADATA) {
+        Error::NoCredentials { remote }
     } else if matches!(
         source,
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
@@ -438,4 +469,28 @@ fn object_error(remote: String, source: object_store::Error) -> Error {
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();
     line.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_store_failures_become_advice() {
+        let imds = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing PUT http://169.254.169.254/latest/api/token".into(),
+        };
+        let error = object_error("s3://b/p".to_owned(), imds);
+        assert!(matches!(error, Error::NoCredentials { .. }), "{error}");
+        assert!(error.to_string().contains("AWS_PROFILE"), "{error}");
+        assert!(!error.is_transient());
+
+        let missing = object_store::Error::Generic {
+            store: "S3",
+            source: "<Code>NoSuchBucket</Code>".into(),
+        };
+        let error = object_error("s3://b/p".to_owned(), missing);
+        assert!(matches!(error, Error::NoBucket { .. }), "{error}");
+    }
 }
