@@ -86,6 +86,25 @@ pub enum Error {
         /// The damaged object file.
         object: PathBuf,
     },
+    /// A chunk whose length differs from the size its manifest gives it: the manifest was
+    /// edited or damaged (the chunk itself matched its hash).
+    #[error(
+        "{file}{} gives chunk {hash:#} at offset {offset} {declared} bytes, but that chunk \
+         holds {actual}: the manifest is damaged, restore it from Git; nothing was written",
+        crate::manifest::SUFFIX
+    )]
+    ChunkSizeMismatch {
+        /// Repository-relative path.
+        file: String,
+        /// The chunk.
+        hash: ChunkHash,
+        /// Where the manifest places it.
+        offset: u64,
+        /// The size the manifest gives it.
+        declared: u32,
+        /// Its real length.
+        actual: usize,
+    },
     /// A rebuilt file whose whole-file digest differs from the manifest.
     #[error("rebuilt {file} does not match the SHA-256 in its manifest; nothing was written")]
     FileDigestMismatch {
@@ -247,6 +266,7 @@ impl Error {
             | Self::NoManifest { .. }
             | Self::ChunkMissing { .. }
             | Self::NoManifestAt { .. } => Code::NotFound,
+            Self::ChunkSizeMismatch { .. } => Code::DataLoss,
             Self::Remote(e) => e.code(),
             _ => Code::Internal,
         }

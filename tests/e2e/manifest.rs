@@ -97,3 +97,25 @@ fn a_manifest_whose_chunks_do_not_reach_its_size_is_refused() {
 fn a_manifest_with_a_malformed_chunk_id_is_refused() {
     let _ = refused(|s| edit(s, |m| m["chunks"][0]["sha256"] = json!("not-a-hash")));
 }
+
+#[test]
+fn a_manifest_that_misstates_a_chunk_size_is_refused_and_verify_names_it() {
+    // The tiling stays valid (file size and last chunk grow together) and every chunk id is
+    // sound: only the chunk's real length can tell.
+    let message = refused(|s| {
+        edit(s, |m| {
+            let last = m["chunks"].as_array().unwrap().len() - 1;
+            m["chunks"][last]["size"] = json!(m["chunks"][last]["size"].as_u64().unwrap() + 1000);
+            m["size"] = json!(m["size"].as_u64().unwrap() + 1000);
+        });
+        let out = s.nshard().args(["verify", "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "verify must fail");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let problems = report["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1, "{report:#}");
+        assert_eq!(problems[0]["kind"], "wrong-size", "{report:#}");
+        assert_eq!(problems[0]["files"], json!(["models/a.bin"]), "{report:#}");
+    });
+    assert!(message.contains("holds"), "{message}");
+    assert!(message.contains("restore it from Git"), "{message}");
+}

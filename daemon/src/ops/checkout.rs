@@ -192,6 +192,17 @@ fn write_file(
         workers + 2,
         |chunk| {
             let data = source.fetch(&chunk.sha256, file, &buffers)?;
+            // The whole-file digest covers what the chunks hold, not the size the manifest
+            // claims: a wrong size would leave a gap or an overlap that it cannot see.
+            if data.len() != chunk.size as usize {
+                return Err(Error::ChunkSizeMismatch {
+                    file: file.to_owned(),
+                    hash: chunk.sha256,
+                    offset: chunk.offset,
+                    declared: chunk.size,
+                    actual: data.len(),
+                });
+            }
             out.write_all_at(&data, chunk.offset)
                 .map_err(|e| with_path(e, path))?;
             Ok::<_, Error>(data)

@@ -2,14 +2,14 @@
 //! (in the working tree, and with `--all` in history) has all its chunks. Locally or against a
 //! remote.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use shard_proto::ProgressUnit;
 
 use crate::chunk::{ChunkHash, codec};
 use crate::error::Result;
-use crate::manifest::SUFFIX;
+use crate::manifest::{ChunkRef, SUFFIX};
 use crate::ops::Reporter;
 use crate::ops::history::all_history_manifests;
 use crate::repo::Repo;
@@ -25,6 +25,8 @@ pub enum ProblemKind {
     Corrupt,
     /// Needed by a manifest but not stored where we looked.
     Missing,
+    /// Sound, but a manifest gives it another size: the manifest is damaged.
+    WrongSize,
 }
 
 /// One problem.
@@ -53,39 +55,51 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
 }
 
-/// Which files need each chunk.
-fn needs(repo: &Repo, all: bool) -> Result<(BTreeMap<ChunkHash, Vec<String>>, u32)> {
-    let mut needs: BTreeMap<ChunkHash, Vec<String>> = BTreeMap::new();
-    let mut count = 0;
-    let mut add = |path: &str, chunks: &mut dyn Iterator<Item = ChunkHash>| {
-        count += 1;
+/// Which files need each chunk, and the sizes their manifests give it.
+#[derive(Default)]
+struct Needs {
+    files: BTreeMap<ChunkHash, Vec<String>>,
+    sizes: BTreeMap<ChunkHash, BTreeSet<(u32, String)>>,
+    manifests: u32,
+}
+
+/// What the manifests of the working tree (and with `all`, of history) need.
+fn needs(repo: &Repo, all: bool) -> Result<Needs> {
+    let mut needs = Needs::default();
+    let mut add = |path: &str, chunks: &[ChunkRef]| {
+        needs.manifests += 1;
         for chunk in chunks {
-            let files = needs.entry(chunk).or_default();
+            let files = needs.files.entry(chunk.sha256).or_default();
             if !files.iter().any(|f| f == path) {
                 files.push(path.to_owned());
             }
+            let _ = needs
+                .sizes
+                .entry(chunk.sha256)
+                .or_default()
+                .insert((chunk.size, path.to_owned()));
         }
     };
     for manifest in repo.manifests()? {
         let file = manifest.strip_suffix(SUFFIX).expect("listed as a manifest");
         let m = repo.read_manifest(file)?;
-        add(file, &mut m.chunks.iter().map(|c| c.sha256));
+        add(file, &m.chunks);
     }
     if all {
         for m in all_history_manifests(repo)? {
-            add(&m.path, &mut m.chunks.iter().map(|c| c.sha256));
+            add(&m.path, &m.chunks);
         }
     }
-    Ok((needs, count))
+    Ok(needs)
 }
 
 /// Verifies the local store: every stored chunk is hashed; every needed chunk must be stored.
 pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<VerifyReport> {
-    let (needs, manifests) = needs(repo, all)?;
+    let needs = needs(repo, all)?;
     let stored = repo.store.list()?;
     let mut report = VerifyReport {
         location: "local".into(),
-        manifests,
+        manifests: needs.manifests,
         ..VerifyReport::default()
     };
     let present: HashSet<ChunkHash> = stored.iter().map(|o| o.hash).collect();
@@ -95,24 +109,29 @@ pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<V
     for (i, object) in stored.iter().enumerate() {
         reporter.report("verifying", "", i as u64 + 1, total, ProgressUnit::Chunks);
         report.chunks_checked += 1;
-        if matches!(
-            repo.store
-                .read_chunk_into(&object.hash, &mut scratch, &mut data),
-            Err(crate::store::Error::Corrupt { .. })
-        ) {
-            let path = repo.store.object_path(&object.hash);
-            report.problems.push(Problem {
-                kind: ProblemKind::Corrupt,
-                chunk: object.hash,
-                files: needs.get(&object.hash).cloned().unwrap_or_default(),
-                hint: format!(
-                    "delete {} and run `nshard pull` to fetch a good copy",
-                    path.display()
-                ),
-            });
+        match repo
+            .store
+            .read_chunk_into(&object.hash, &mut scratch, &mut data)
+        {
+            Err(crate::store::Error::Corrupt { .. }) => {
+                let path = repo.store.object_path(&object.hash);
+                report.problems.push(Problem {
+                    kind: ProblemKind::Corrupt,
+                    chunk: object.hash,
+                    files: needs.files.get(&object.hash).cloned().unwrap_or_default(),
+                    hint: format!(
+                        "delete {} and run `nshard pull` to fetch a good copy",
+                        path.display()
+                    ),
+                });
+            }
+            Ok(()) => report
+                .problems
+                .extend(wrong_sizes(&needs, &object.hash, data.len())),
+            Err(_) => {}
         }
     }
-    for (chunk, files) in &needs {
+    for (chunk, files) in &needs.files {
         if !present.contains(chunk) {
             report.problems.push(Problem {
                 kind: ProblemKind::Missing,
@@ -125,6 +144,26 @@ pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<V
     Ok(report)
 }
 
+/// A problem for each manifest that gives `chunk` a size other than its real `len`.
+fn wrong_sizes(needs: &Needs, chunk: &ChunkHash, len: usize) -> Vec<Problem> {
+    let Some(sizes) = needs.sizes.get(chunk) else {
+        return Vec::new();
+    };
+    sizes
+        .iter()
+        .filter(|(size, _)| *size as usize != len)
+        .map(|(size, file)| Problem {
+            kind: ProblemKind::WrongSize,
+            chunk: *chunk,
+            files: vec![file.clone()],
+            hint: format!(
+                "its manifest gives it {size} bytes but it holds {len}: restore \
+                 {file}{SUFFIX} from Git"
+            ),
+        })
+        .collect()
+}
+
 /// Verifies a remote: every needed chunk is downloaded and hashed.
 pub async fn verify_remote(
     repo: Repo,
@@ -133,17 +172,17 @@ pub async fn verify_remote(
     reporter: &mut Reporter,
 ) -> Result<VerifyReport> {
     let scan = repo.clone();
-    let (needs, manifests) = tokio::task::spawn_blocking(move || needs(&scan, all))
+    let needs = tokio::task::spawn_blocking(move || needs(&scan, all))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
     remote.check().await?;
     let mut report = VerifyReport {
         location: remote.describe(),
-        manifests,
+        manifests: needs.manifests,
         ..VerifyReport::default()
     };
-    let total = needs.len() as u64;
-    let mut checks = futures::stream::iter(needs.keys().copied())
+    let total = needs.files.len() as u64;
+    let mut checks = futures::stream::iter(needs.files.keys().copied())
         .map(|hash| check_remote_chunk(&remote, hash))
         .buffer_unordered(REMOTE_JOBS);
     while let Some((hash, kind)) = checks.try_next().await? {
@@ -161,11 +200,12 @@ pub async fn verify_remote(
                     "run `nshard push` from a clone with a good copy after deleting the remote's copy"
                 }
                 ProblemKind::Missing => "run `nshard push` from a clone that has it",
+                ProblemKind::WrongSize => "restore the manifest from Git",
             };
             report.problems.push(Problem {
                 kind,
                 chunk: hash,
-                files: needs.get(&hash).cloned().unwrap_or_default(),
+                files: needs.files.get(&hash).cloned().unwrap_or_default(),
                 hint: hint.into(),
             });
         }

@@ -178,6 +178,7 @@ impl From<VerifyReport> for pb::VerifySummary {
                     kind: match p.kind {
                         ProblemKind::Corrupt => "corrupt",
                         ProblemKind::Missing => "missing",
+                        ProblemKind::WrongSize => "wrong-size",
                     }
                     .to_owned(),
                     chunk: p.chunk.to_hex(),
