@@ -16,6 +16,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// A temporary file in the same directory as `path` (so the final rename is atomic), named
 /// `.<file name>.<random>.tmp` so it is obviously ours if a crash leaves it behind.
 pub fn temp_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let (dir, name) = split(path);
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| with_path(e, dir))
+}
+
+/// Marks the temporary files of [`rebuild_sibling`] (and the `.gitignore` pattern that hides
+/// them from Git while a checkout writes one).
+pub const REBUILD_MARK: &str = ".nshard-";
+
+/// Random characters in a temporary file's name.
+const RANDOM_CHARS: usize = 6;
+
+/// A temporary file beside `path` for rebuilding it (a checkout), named
+/// `.<file name>.nshard-<random>.tmp`. A crash mid-write leaves it behind, so temporary files
+/// of earlier rebuilds of `path` are deleted first: the caller must hold the repository's lock,
+/// so none of them is still being written.
+pub fn rebuild_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let (dir, name) = split(path);
+    let prefix = format!(".{name}{REBUILD_MARK}");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let stale = entry.file_name().to_str().is_some_and(|n| {
+                n.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".tmp"))
+                    .is_some_and(|random| {
+                        random.len() == RANDOM_CHARS
+                            && random.bytes().all(|b| b.is_ascii_alphanumeric())
+                    })
+            });
+            if stale {
+                tracing::info!(path = %entry.path().display(), "removing a leftover temporary file");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .rand_bytes(RANDOM_CHARS)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| with_path(e, dir))
+}
+
+/// The directory of `path` (`.` for a bare name) and its file name.
+fn split(path: &Path) -> (&Path, String) {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -24,11 +72,7 @@ pub fn temp_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| with_path(e, dir))
+    (dir, name)
 }
 
 /// Flushes `tmp` to disk and renames it to `path`, keeping `path`'s permissions if it exists.

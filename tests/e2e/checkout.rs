@@ -283,3 +283,27 @@ fn verify_names_a_corrupted_chunk_and_the_file_that_needs_it() {
         "{report:#}"
     );
 }
+
+#[test]
+fn temporary_files_a_crash_left_are_hidden_from_git_and_removed_by_the_next_checkout() {
+    let s = Sandbox::with_repo();
+    let data = random_bytes(44, MIB);
+    s.write("models/a.bin", &data);
+    let _ = s.ok(&["git-init"]);
+    let _ = s.ok(&["commit", "-m", "first"]);
+    // What a daemon killed mid-checkout leaves: a partial file beside the target.
+    let leftover = "models/.a.bin.nshard-X7pQ2z.tmp";
+    s.write(leftover, &data[..1000]);
+    // Not a leftover of a.bin's checkouts: another file's, and a user's file.
+    s.write("models/.a.bin.b.nshard-X7pQ2z.tmp", b"other");
+    s.write("models/.a.bin.nshard-notes.txt", b"mine");
+    assert!(s.git_ignores(leftover), "git would see the leftover");
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+
+    let _ = s.ok(&["checkout"]);
+
+    assert!(s.read("models/a.bin") == data);
+    assert!(!s.path(leftover).exists(), "the leftover was kept");
+    assert!(s.path("models/.a.bin.b.nshard-X7pQ2z.tmp").exists());
+    assert!(s.path("models/.a.bin.nshard-notes.txt").exists());
+}

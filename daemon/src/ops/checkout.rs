@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::chunk::ChunkHash;
 use crate::chunk::buffers::{BufferPool, PooledBuffer};
 use crate::error::{Error, Result};
-use crate::fsutil::{persist_rebuildable, temp_sibling, with_path};
+use crate::fsutil::{persist_rebuildable, rebuild_sibling, with_path};
 use crate::index::{FileStamp, Index};
 use crate::manifest::Manifest;
 use crate::ops::history::all_history_manifests;
@@ -179,7 +179,7 @@ fn write_file(
     path: &Path,
     reporter: &mut Reporter,
 ) -> Result<()> {
-    let tmp = temp_sibling(path)?;
+    let tmp = rebuild_sibling(path)?;
     let out = tmp.as_file();
     reserve(out, manifest.size).map_err(|e| with_path(e, path))?;
     let mut whole = Sha256::new();

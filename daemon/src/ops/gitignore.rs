@@ -40,8 +40,8 @@ pub fn refresh_if_managed(repo: &Repo) -> Result<()> {
     }
 }
 
-/// `/.shard/`, each tracked pattern and committed file (anchored at the root), and a final
-/// re-include of manifests so no pattern can hide one from Git.
+/// `/.shard/`, each tracked pattern and committed file (anchored at the root), the temporary
+/// files of checkouts, and a final re-include of manifests so no pattern can hide one from Git.
 fn entries(repo: &Repo) -> Result<Vec<String>> {
     let mut entries = vec![format!("/{}/", crate::repo::SHARD_DIR)];
     let mut add = |entry: String| {
@@ -61,6 +61,8 @@ fn entries(repo: &Repo) -> Result<Vec<String>> {
     for tracked in repo.tracked()? {
         add(format!("/{}", tracked.path));
     }
+    // A file a checkout is writing, or one a crash left (the next checkout of it removes it).
+    entries.push(format!(".*{}*.tmp", crate::fsutil::REBUILD_MARK));
     entries.push(format!("!*{}", manifest::SUFFIX));
     Ok(entries)
 }
