@@ -36,6 +36,22 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
+    /// A path that can never be tracked.
+    #[error("{path} cannot be tracked: {why}")]
+    NotTrackable {
+        /// What was named (repository-relative; `.` for the root).
+        path: String,
+        /// Why, with what to do instead.
+        why: &'static str,
+    },
+    /// An untrack of a file that only a pattern tracks.
+    #[error("{path} is tracked by the pattern `{pattern}`: untrack that pattern instead")]
+    TrackedByPattern {
+        /// Repository-relative path.
+        path: String,
+        /// The pattern matching it.
+        pattern: String,
+    },
     /// A file that is neither tracked nor committed.
     #[error("{path} is not tracked: run `nshard track {path}` first")]
     NotTracked {
@@ -255,6 +271,8 @@ impl Error {
             Self::OutsideRepository { .. }
             | Self::BadPattern { .. }
             | Self::NotTracked { .. }
+            | Self::NotTrackable { .. }
+            | Self::TrackedByPattern { .. }
             | Self::Manifest { .. }
             | Self::Chunking(_)
             | Self::Config { .. }

@@ -172,6 +172,24 @@ pub fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '[', '{'])
 }
 
+/// A pattern matching exactly the file `path`: glob syntax and a trailing space are escaped
+/// with `\`, which both the tracked patterns and `.gitignore` read as "this character itself".
+#[must_use]
+pub fn escape_glob(path: &str) -> String {
+    let kept = path.trim_end_matches(' ');
+    let mut out = String::with_capacity(path.len() + 4);
+    for c in kept.chars() {
+        if matches!(c, '\\' | '*' | '?' | '[' | ']' | '{' | '}') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    for _ in kept.len()..path.len() {
+        out.push_str("\\ ");
+    }
+    out
+}
+
 /// Checks a pattern parses, without compiling a set.
 pub fn check_pattern(pattern: &str) -> Result<()> {
     let _ = Glob::new(pattern).map_err(|source| Error::BadPattern {

@@ -204,9 +204,12 @@ impl Shardd for Service {
         let req = request.into_inner();
         let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
         let _guard = handle.lock.lock().await;
-        let removed =
+        let untracked =
             blocking(move || track::untrack(&mut repo, Path::new(&req.cwd), &req.patterns)).await?;
-        Ok(Response::new(pb::UntrackResponse { removed }))
+        Ok(Response::new(pb::UntrackResponse {
+            removed: untracked.removed,
+            still_versioned: untracked.still_versioned,
+        }))
     }
 
     #[instrument(skip_all, fields(cwd = %request.get_ref().cwd))]

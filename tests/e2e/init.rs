@@ -174,3 +174,93 @@ fn commands_outside_any_repository_say_so() {
     }
     assert!(!outside.join(".shard").exists());
 }
+
+#[test]
+fn files_named_like_patterns_are_tracked_and_ignored_exactly() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    let _ = s.ok(&["git-init"]);
+    for name in ["w[1].bin", "trail.bin ", "star*.bin"] {
+        s.write(name, &random_bytes(3, 1000));
+        let _ = s.ok(&["track", name]);
+    }
+    // Lookalikes the escaped patterns must not catch.
+    s.write("w1.bin", b"code");
+    s.write("trail.bin", b"code");
+    s.write("starry.bin", b"code");
+    let _ = s.ok(&["commit", "-m", "first"]);
+
+    let status = s.json(&["status", "--json"]);
+    let tracked: Vec<&str> = status["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tracked,
+        ["star*.bin", "trail.bin ", "w[1].bin"],
+        "{status:#}"
+    );
+    for name in tracked {
+        assert!(s.git_ignores(name), "Git does not ignore {name:?}");
+    }
+    for name in ["w1.bin", "trail.bin", "starry.bin"] {
+        assert!(!s.git_ignores(name), "Git ignores the lookalike {name:?}");
+    }
+}
+
+#[test]
+fn a_line_break_in_a_file_name_cannot_add_a_line_to_gitignore() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    let _ = s.ok(&["git-init"]);
+    s.write("d/a\n*", b"weights");
+    s.write("main.py", b"code");
+    let _ = s.ok(&["track", "d"]);
+
+    let gitignore = String::from_utf8(s.read(".gitignore")).unwrap();
+    assert!(!gitignore.lines().any(|l| l.trim() == "*"), "{gitignore}");
+    assert!(!s.git_ignores("main.py"), "{gitignore}");
+    assert!(s.git_ignores("d/a\n*"), "{gitignore}");
+}
+
+#[test]
+fn what_can_never_be_tracked_is_refused_with_the_reason() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    s.write("a.bin", b"weights");
+    s.write("a.bin.shard.json", b"{}");
+    s.write("back\\slash.bin", b"weights");
+    std::os::unix::fs::symlink("a.bin", s.path("link.bin")).unwrap();
+    std::fs::create_dir_all(s.path(".git")).unwrap();
+    let config = s.read(".shard/config.toml");
+    for (arg, reason) in [
+        (".git", "Git's or NeuroShard's own data"),
+        (".shard", "Git's or NeuroShard's own data"),
+        ("", "inside the repository"),
+        ("a.bin.shard.json", "manifests are committed"),
+        ("link.bin", "symbolic link"),
+        ("back\\slash.bin", "`/` only"),
+    ] {
+        let message = s.fails(&["track", arg]);
+        assert!(message.contains("cannot be tracked"), "{arg:?}: {message}");
+        assert!(message.contains(reason), "{arg:?}: {message}");
+    }
+    assert_eq!(s.read(".shard/config.toml"), config);
+}
+
+#[test]
+fn untrack_says_what_a_pattern_or_a_manifest_still_tracks() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    s.write("models/a.bin", b"weights");
+    let _ = s.ok(&["track", "models/*.bin"]);
+    let message = s.fails(&["untrack", "models/a.bin"]);
+    assert!(message.contains("`models/*.bin`"), "{message}");
+
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let said = s.ok(&["untrack", "models/*.bin"]);
+    assert!(said.contains("models/a.bin keeps its manifest"), "{said}");
+    assert!(said.contains("git rm models/a.bin.shard.json"), "{said}");
+}

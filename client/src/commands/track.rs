@@ -46,5 +46,10 @@ pub async fn untrack(ctx: &Ctx, patterns: Vec<String>) -> Result<()> {
     for pattern in &response.removed {
         say!("No longer tracking {pattern}");
     }
+    for file in &response.still_versioned {
+        say!(
+            "{file} keeps its manifest, so it is still versioned: `git rm {file}.shard.json` to stop"
+        );
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ use fs_err as fs;
 use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::manifest;
-use crate::repo::Repo;
+use crate::repo::{self, Repo};
 
 const BEGIN: &str = "# >>> neuroshard: managed by `nshard` (edit outside this block)";
 const END: &str = "# <<< neuroshard";
@@ -50,21 +50,27 @@ fn entries(repo: &Repo) -> Result<Vec<String>> {
         }
     };
     for pattern in &repo.config.track.patterns {
-        add(format!("/{pattern}"));
+        add(format!("/{}", one_line(pattern)));
         // `dir/**` also excludes the directories below `dir`, and Git never re-includes a file
         // (a manifest) whose parent directory is excluded. Let those directories back in: every
         // file below them is still matched by the pattern itself.
         if pattern.ends_with("/**") {
-            add(format!("!/{pattern}/"));
+            add(format!("!/{}/", one_line(pattern)));
         }
     }
     for tracked in repo.tracked()? {
-        add(format!("/{}", tracked.path));
+        add(format!("/{}", one_line(&repo::escape_glob(&tracked.path))));
     }
     // A file a checkout is writing, or one a crash left (the next checkout of it removes it).
     entries.push(format!(".*{}*.tmp", crate::fsutil::REBUILD_MARK));
     entries.push(format!("!*{}", manifest::SUFFIX));
     Ok(entries)
+}
+
+/// `pattern` on one line: a line break in a file name would end the entry and start another
+/// (a bare `*` would ignore everything), so each becomes `?`, which matches it.
+fn one_line(pattern: &str) -> String {
+    pattern.replace(['\n', '\r'], "?")
 }
 
 fn splice(existing: &str, entries: &[String]) -> String {

@@ -22,49 +22,106 @@ pub fn track(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Vec<String>
     Ok(added)
 }
 
-/// Removes patterns (given as they were tracked, relative to `cwd`). Returns those removed.
-pub fn untrack(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Vec<String>> {
+/// What `untrack` did.
+#[derive(Debug, Default)]
+pub struct Untracked {
+    /// Patterns removed.
+    pub removed: Vec<String>,
+    /// Files those patterns matched that keep their manifest, and so stay versioned.
+    pub still_versioned: Vec<String>,
+}
+
+/// Removes patterns (given as they were tracked, relative to `cwd`, or as the paths they
+/// track).
+pub fn untrack(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Untracked> {
     let mut removed = Vec::new();
+    let mut dropped = Vec::new();
     for arg in args {
         let rel = repo.relative(cwd, arg)?;
-        let candidates = [rel.clone(), format!("{rel}/**")];
-        let before = repo.config.track.patterns.len();
-        repo.config
-            .track
-            .patterns
-            .retain(|p| !candidates.contains(p));
-        if repo.config.track.patterns.len() == before {
-            return Err(Error::NotTracked { path: rel });
+        let literal = repo::escape_glob(&rel);
+        let candidates = [
+            format!("{rel}/**"),
+            format!("{literal}/**"),
+            literal,
+            rel.clone(),
+        ];
+        let (gone, kept) = std::mem::take(&mut repo.config.track.patterns)
+            .into_iter()
+            .partition::<Vec<_>, _>(|p| candidates.contains(p));
+        repo.config.track.patterns = kept;
+        if gone.is_empty() {
+            let by_pattern = repo.config.track.patterns.iter().find(|p| {
+                repo::compile_patterns(std::slice::from_ref(p)).is_ok_and(|set| set.is_match(&rel))
+            });
+            return Err(match by_pattern {
+                Some(pattern) => Error::TrackedByPattern {
+                    path: rel,
+                    pattern: pattern.clone(),
+                },
+                None => Error::NotTracked { path: rel },
+            });
         }
+        dropped.extend(gone);
         removed.push(rel);
     }
     repo.save_config()?;
     gitignore::refresh_if_managed(repo)?;
-    Ok(removed)
+    // A manifest keeps its file versioned whatever the patterns say.
+    let (dropped, current) = (
+        repo::compile_patterns(&dropped)?,
+        repo::compile_patterns(&repo.config.track.patterns)?,
+    );
+    let still_versioned = repo
+        .tracked()?
+        .into_iter()
+        .filter(|t| t.has_manifest && dropped.is_match(&t.path) && !current.is_match(&t.path))
+        .map(|t| t.path)
+        .collect();
+    Ok(Untracked {
+        removed,
+        still_versioned,
+    })
 }
 
+/// The pattern `track` stores for `arg`: an existing file or directory (below it, everything)
+/// exactly, with any glob syntax in its name escaped; otherwise a glob pattern.
 fn to_pattern(repo: &Repo, cwd: &Path, arg: &str) -> Result<String> {
     let rel = repo.relative(cwd, arg)?;
-    if rel.is_empty()
-        || rel == repo::SHARD_DIR
-        || rel.starts_with(".shard/")
-        || rel.starts_with(".git/")
-    {
-        return Err(Error::OutsideRepository {
-            path: cwd.join(arg),
-            root: repo.root.clone(),
-        });
+    let refuse = |why| Error::NotTrackable {
+        path: if rel.is_empty() {
+            ".".to_owned()
+        } else {
+            rel.clone()
+        },
+        why,
+    };
+    let internal = |dir: &str| rel == dir || rel.starts_with(&format!("{dir}/"));
+    if rel.is_empty() {
+        return Err(refuse(
+            "name files, directories or patterns inside the repository",
+        ));
     }
-    if repo::is_glob(&rel) {
-        repo::check_pattern(&rel)?;
-        return Ok(rel);
+    if internal(".git") || internal(repo::SHARD_DIR) {
+        return Err(refuse("it holds Git's or NeuroShard's own data"));
     }
-    let path = repo.abs(&rel);
-    if path.is_dir() {
-        Ok(format!("{rel}/**"))
-    } else if path.is_file() {
-        Ok(rel)
-    } else {
-        Err(Error::PathNotFound { path: rel })
+    if rel.contains('\\') {
+        return Err(refuse(
+            "a manifest records paths with `/` only, and `\\` separates directories on Windows: rename it",
+        ));
+    }
+    if rel.ends_with(crate::manifest::SUFFIX) {
+        return Err(refuse("manifests are committed to Git as they are"));
+    }
+    match std::fs::symlink_metadata(repo.abs(&rel)) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(refuse(
+            "it is a symbolic link, which is never followed: track the file it points to",
+        )),
+        Ok(meta) if meta.is_dir() => Ok(format!("{}/**", repo::escape_glob(&rel))),
+        Ok(_) => Ok(repo::escape_glob(&rel)),
+        Err(_) if repo::is_glob(&rel) => {
+            repo::check_pattern(&rel)?;
+            Ok(rel)
+        }
+        Err(_) => Err(Error::PathNotFound { path: rel }),
     }
 }

@@ -38,7 +38,8 @@ impl Repo {
             .filter_map(|m| m.strip_suffix(manifest::SUFFIX).map(str::to_owned))
             .collect();
         let mut out: BTreeMap<String, Tracked> = BTreeMap::new();
-        for path in files {
+        // A name no manifest can record (a backslash) is never tracked, whatever matches it.
+        for path in files.into_iter().filter(|p| manifest::is_clean_relative(p)) {
             let has_manifest = committed.contains(&path);
             if has_manifest || patterns.is_match(&path) {
                 let tracked = Tracked {
