@@ -184,6 +184,21 @@ pub enum Error {
     /// A remote failed.
     #[error(transparent)]
     Remote(#[from] crate::store::remote::Error),
+    /// The client went away (Ctrl-C) before the work was done; nothing more was written.
+    #[error("cancelled: the client went away before {path} was written; it was left as it was")]
+    Cancelled {
+        /// Repository-relative path.
+        path: String,
+    },
+    /// A file changed while a checkout was rebuilding it.
+    #[error(
+        "{path} changed while it was being checked out: your edit was kept; commit it, or run \
+         the command again with --force to discard it"
+    )]
+    ChangedDuringCheckout {
+        /// Repository-relative path.
+        path: String,
+    },
     /// Background work stopped to leave the machine to an interactive request.
     #[error("background work on {path} gave way to an interactive request")]
     Yielded {
@@ -264,6 +279,7 @@ impl Error {
         match self {
             Self::NotARepository { .. }
             | Self::WouldOverwrite { .. }
+            | Self::ChangedDuringCheckout { .. }
             | Self::FileUnstable { .. }
             | Self::Git(crate::git::Error::NotGit(_) | crate::git::Error::BadRevision(_)) => {
                 Code::FailedPrecondition
@@ -285,6 +301,7 @@ impl Error {
             | Self::ChunkMissing { .. }
             | Self::NoManifestAt { .. } => Code::NotFound,
             Self::ChunkSizeMismatch { .. } => Code::DataLoss,
+            Self::Cancelled { .. } => Code::Cancelled,
             Self::Remote(e) => e.code(),
             _ => Code::Internal,
         }

@@ -120,6 +120,13 @@ impl Reporter {
         self.yielded
     }
 
+    /// True once the client that asked for the work is gone (Ctrl-C, a killed `nshard`):
+    /// work that would change the working tree must then stop, not finish unseen later.
+    #[must_use]
+    pub fn cancelled(&self) -> bool {
+        self.tx.as_ref().is_some_and(mpsc::Sender::is_closed)
+    }
+
     /// Byte progress.
     pub fn bytes(&mut self, phase: &str, path: &str, done: u64, total: u64) {
         self.report(phase, path, done, total, ProgressUnit::Bytes);

@@ -123,7 +123,19 @@ pub fn checkout_from(
             });
         }
         ensure_parent_inside(repo, &path)?;
-        write_file(source, file, manifest, &path, reporter)?;
+        let seen = stamp_if_present(&path)?;
+        write_file(source, file, manifest, &path, reporter, |reporter| {
+            // Last look before the rename: an edit made while the file was rebuilt is as
+            // precious as one made before, and a client that went away must not find its
+            // files replaced later.
+            if reporter.cancelled() {
+                return Err(Error::Cancelled { path: file.clone() });
+            }
+            if !force && stamp_if_present(&path)? != seen {
+                return Err(Error::ChangedDuringCheckout { path: file.clone() });
+            }
+            Ok(())
+        })?;
         index.record(file, &FileStamp::read(&path)?, &manifest.sha256)?;
         report.bytes_written += manifest.size;
         report.written.push(file.clone());
@@ -172,12 +184,24 @@ fn ensure_parent_inside(repo: &Repo, path: &Path) -> Result<()> {
 /// Writes the file into a temporary sibling: workers fetch, verify and write each chunk at its
 /// offset, while this thread hashes the chunks in order, so the whole-file check costs no
 /// extra pass. The file is renamed into place only once that check passes.
+/// The file's stamp, `None` when there is no file.
+fn stamp_if_present(path: &Path) -> Result<Option<FileStamp>> {
+    match FileStamp::read(path) {
+        Ok(stamp) => Ok(Some(stamp)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(with_path(e, path).into()),
+    }
+}
+
+/// Rebuilds `path` in a temporary file, verifies it, and renames it into place once
+/// `may_replace` agrees.
 fn write_file(
     source: &dyn ChunkSource,
     file: &str,
     manifest: &Manifest,
     path: &Path,
     reporter: &mut Reporter,
+    may_replace: impl FnOnce(&Reporter) -> Result<()>,
 ) -> Result<()> {
     let tmp = rebuild_sibling(path)?;
     let out = tmp.as_file();
@@ -208,6 +232,11 @@ fn write_file(
             Ok::<_, Error>(data)
         },
         |data| {
+            if reporter.cancelled() {
+                return Err(Error::Cancelled {
+                    path: file.to_owned(),
+                });
+            }
             whole.update(&*data);
             done += data.len() as u64;
             reporter.bytes("checking out", file, done, manifest.size);
@@ -219,6 +248,7 @@ fn write_file(
             file: file.to_owned(),
         });
     }
+    may_replace(reporter)?;
     persist_rebuildable(tmp, path)?;
     Ok(())
 }
@@ -261,4 +291,91 @@ fn read_chunk(
             },
             store::Error::Io(e) => e.into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::chunk::cdc::Chunking;
+    use crate::ops::commit::{CommitOptions, commit};
+
+    /// The repository's chunks, with an edit of `victim` made during the first fetch: what a
+    /// user saving the file while a slow pull rebuilds it looks like.
+    struct EditsWhileFetching<'a> {
+        repo: &'a Repo,
+        victim: std::path::PathBuf,
+        edited: AtomicBool,
+    }
+
+    impl ChunkSource for EditsWhileFetching<'_> {
+        fn has(&self, hash: &ChunkHash) -> bool {
+            self.repo.has(hash)
+        }
+
+        fn fetch(
+            &self,
+            hash: &ChunkHash,
+            file: &str,
+            buffers: &BufferPool,
+        ) -> Result<PooledBuffer> {
+            if !self.edited.swap(true, Ordering::SeqCst) {
+                fs::write(&self.victim, b"an edit worth keeping").expect("edit");
+            }
+            self.repo.fetch(hash, file, buffers)
+        }
+    }
+
+    #[test]
+    fn an_edit_made_during_the_checkout_is_kept_unless_forced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, _) =
+            Repo::init(dir.path(), Chunking::fastcdc(64 * 1024).expect("size")).expect("init");
+        let index = Index::open(&dir.path().join(".shard/index")).expect("index");
+        let mut repo = repo;
+        repo.config.track.patterns.push("a.bin".into());
+        let path = dir.path().join("a.bin");
+        let v1: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(&path, &v1).expect("write v1");
+        let options = CommitOptions {
+            message: "v1".into(),
+            paths: Vec::new(),
+            created_at: "2026-11-30T00:00:00Z".into(),
+        };
+        let _ = commit(&repo, &index, &options, &mut Reporter::silent()).expect("commit");
+        let manifest = repo.read_manifest("a.bin").expect("manifest");
+        fs::remove_file(&path).expect("rm");
+        let manifests = [("a.bin".to_owned(), manifest)];
+        let source = EditsWhileFetching {
+            repo: &repo,
+            victim: path.clone(),
+            edited: AtomicBool::new(false),
+        };
+
+        let refused = checkout_from(
+            &repo,
+            &source,
+            &index,
+            &manifests,
+            false,
+            &mut Reporter::silent(),
+        );
+
+        assert!(
+            matches!(refused, Err(Error::ChangedDuringCheckout { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(fs::read(&path).expect("read"), b"an edit worth keeping");
+        let forced = checkout_from(
+            &repo,
+            &source,
+            &index,
+            &manifests,
+            true,
+            &mut Reporter::silent(),
+        );
+        assert!(forced.is_ok(), "{forced:?}");
+        assert_eq!(fs::read(&path).expect("read"), v1);
+    }
 }

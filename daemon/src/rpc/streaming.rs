@@ -77,9 +77,22 @@ where
 {
     let (out_tx, out_rx) = mpsc::channel(PROGRESS_BUFFER);
     drop(tokio::spawn(async move {
-        while let Some(p) = progress_rx.recv().await {
-            // A client that went away still lets the work finish consistently.
-            let _ = out_tx.send(Ok(progress(p))).await;
+        let mut client_gone = false;
+        loop {
+            tokio::select! {
+                p = progress_rx.recv() => match p {
+                    Some(p) => {
+                        let _ = out_tx.send(Ok(progress(p))).await;
+                    }
+                    None => break,
+                },
+                // The client went away (Ctrl-C): the work sees its reporter closed
+                // (`Reporter::cancelled`) and decides how to stop consistently.
+                () = out_tx.closed(), if !client_gone => {
+                    client_gone = true;
+                    progress_rx.close();
+                }
+            }
         }
         let last = match task.await {
             Ok(Ok(result)) => Ok(finish(result)),
@@ -94,4 +107,52 @@ where
 fn panicked(join: &tokio::task::JoinError) -> Status {
     tracing::error!(error = %join, "request task failed");
     Status::internal("the daemon hit an internal error; see `nshard daemon logs`")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// A hang guard only: the work normally notices within a few milliseconds.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn the_work_sees_its_client_go_away() {
+        let (saw, seen) = std::sync::mpsc::channel();
+        let mut stream = stream_blocking(
+            move |reporter| {
+                reporter.bytes("working", "", 1, 10);
+                while !reporter.cancelled() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let _ = saw.send(());
+                Ok(())
+            },
+            |_| 0u8,
+            |()| 1u8,
+        );
+        // The client reads the first progress message, then hangs up.
+        assert!(matches!(stream.next().await, Some(Ok(0))));
+        drop(stream);
+        let waited = tokio::task::spawn_blocking(move || seen.recv_timeout(PATIENCE)).await;
+        assert!(
+            matches!(waited, Ok(Ok(()))),
+            "the work never saw the client leave"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stays_sees_the_result() {
+        let stream = stream_blocking(
+            |reporter| Ok(reporter.cancelled()),
+            |_| false,
+            |cancelled| !cancelled,
+        );
+        let items: Vec<_> = stream.collect().await;
+        assert!(matches!(items.as_slice(), [Ok(true)]), "{items:?}");
+    }
 }
