@@ -78,10 +78,16 @@ impl Repo {
         self.root.join(SHARD_DIR)
     }
 
+    /// Creates `.shard/` if needed (a fresh clone has none until its first command), always
+    /// with the `.gitignore` that keeps it out of Git.
+    pub fn ensure_shard_dir(&self) -> Result<()> {
+        fs::create_dir_all(self.shard_dir())?;
+        ignore_itself(&self.shard_dir())
+    }
+
     /// Writes the configuration back, creating `.shard/` if needed.
     pub fn save_config(&self) -> Result<()> {
-        fs::create_dir_all(self.shard_dir())?;
-        ignore_itself(&self.shard_dir())?;
+        self.ensure_shard_dir()?;
         self.config.save(&self.shard_dir().join("config.toml"))
     }
 

@@ -49,6 +49,7 @@ impl Repos {
         if let Some(handle) = open.get(&repo.root) {
             return Ok(Arc::clone(handle));
         }
+        repo.ensure_shard_dir()?;
         let index = Index::open(&repo.shard_dir().join("index"))?;
         let handle = Arc::new(Handle {
             index,

@@ -32,6 +32,8 @@ fn exchange_through(dir: &Path, url_a: &str, url_b: &str, seed: u64) {
     assert_eq!(count(&pulled, "chunks_transferred"), total, "{pulled:#}");
     assert_same(&b, FILE, &data);
     assert_eq!(b.json(&["status", "--json"])["files"][0]["state"], "clean");
+    // The store B's first command created keeps itself out of Git, as `init`'s does.
+    assert!(b.path(".shard/.gitignore").is_file(), "B's .shard/ has no .gitignore");
 }
 
 /// A directory outside both machines' sandboxes, so each names it its own way.
