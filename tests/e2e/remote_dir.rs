@@ -164,3 +164,24 @@ fn a_committed_shardconfig_lets_a_fresh_clone_pull_with_no_flag() {
     );
     assert_same(&b, FILE, &data);
 }
+
+#[test]
+fn a_fresh_clone_pushes_what_the_remote_already_has_without_its_chunks() {
+    let share = shared_dir();
+    let dir = share.path().canonicalize().unwrap();
+    let url = dir.to_str().unwrap();
+    let a = machine_a();
+    publish(&a, FILE, &random_bytes(404, 3 * MIB), "v1");
+    let total = chunks_of(&a, FILE);
+    let _ = a.ok(&["push", "--remote", url]);
+
+    let b = machine_b(&a);
+    let pushed = b.json(&["push", "--remote", url, "--json"]);
+    assert_eq!(count(&pushed, "chunks_transferred"), 0, "{pushed:#}");
+    assert_eq!(count(&pushed, "chunks_present"), total, "{pushed:#}");
+
+    // A remote that lacks them is another matter: B cannot supply them.
+    let empty = shared_dir();
+    let message = b.fails(&["push", "--remote", empty.path().to_str().unwrap()]);
+    assert!(message.contains("not in the local store"), "{message}");
+}

@@ -134,18 +134,24 @@ pub async fn push(
     reporter: &mut Reporter,
 ) -> Result<TransferReport> {
     let needed = needed_chunks(&manifests);
-    if let Some((hash, file)) = needed.iter().find(|(h, _)| !repo.store.contains(h)) {
-        return Err(Error::ChunkMissing {
-            hash: *hash,
-            file: file.clone(),
-        });
-    }
     remote.check().await?;
     let ids: Vec<ChunkHash> = needed.iter().map(|(h, _)| *h).collect();
     let missing = remote
         .missing(&ids)
         .await
         .map_err(remote::Error::when_writing)?;
+    // Only what the remote lacks must be here: a fresh clone can push manifests whose chunks
+    // the remote already has.
+    let lacking: std::collections::HashSet<&ChunkHash> = missing.iter().collect();
+    if let Some((hash, file)) = needed
+        .iter()
+        .find(|(h, _)| lacking.contains(h) && !repo.store.contains(h))
+    {
+        return Err(Error::ChunkMissing {
+            hash: *hash,
+            file: file.clone(),
+        });
+    }
     let mut report = TransferReport {
         remote: remote.describe(),
         chunks_total: ids.len() as u64,
