@@ -604,8 +604,8 @@ impl Service {
 
 /// Resolves and opens the remote named (or defaulted) in a request.
 fn open_remote(repo: &Repo, cwd: &str, arg: &str, env: &HashMap<String, String>) -> Result<Remote> {
-    let url = repo.remote_url(arg)?;
-    Ok(Remote::open(&url, Path::new(cwd), env)?)
+    let (url, base) = repo.remote_url(arg, Path::new(cwd))?;
+    Ok(Remote::open(&url, base, env)?)
 }
 
 /// The local chunks `remote` already holds (their local copies are re-downloadable).

@@ -33,7 +33,10 @@ fn exchange_through(dir: &Path, url_a: &str, url_b: &str, seed: u64) {
     assert_same(&b, FILE, &data);
     assert_eq!(b.json(&["status", "--json"])["files"][0]["state"], "clean");
     // The store B's first command created keeps itself out of Git, as `init`'s does.
-    assert!(b.path(".shard/.gitignore").is_file(), "B's .shard/ has no .gitignore");
+    assert!(
+        b.path(".shard/.gitignore").is_file(),
+        "B's .shard/ has no .gitignore"
+    );
 }
 
 /// A directory outside both machines' sandboxes, so each names it its own way.
@@ -184,4 +187,33 @@ fn a_fresh_clone_pushes_what_the_remote_already_has_without_its_chunks() {
     let empty = shared_dir();
     let message = b.fails(&["push", "--remote", empty.path().to_str().unwrap()]);
     assert!(message.contains("not in the local store"), "{message}");
+}
+
+#[test]
+fn a_named_remote_with_a_relative_path_is_relative_to_the_repository() {
+    let a = machine_a();
+    publish(&a, FILE, &random_bytes(405, MIB), "v1");
+    let shared = a.base().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let _ = a.ok(&["remote", "add", "team", "../shared"]);
+
+    // From a subdirectory the name still means <root>/../shared.
+    let sub = a.path("models");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = a
+        .nshard_in(&sub)
+        .args(["push", "--remote", "team"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert_eq!(objects_in(&shared).len() as u64, chunks_of(&a, FILE));
+    assert!(
+        !a.path("shared").exists(),
+        "the push went below the working directory"
+    );
 }

@@ -98,21 +98,25 @@ impl Repo {
     /// The URL to use for `arg`: a URL or path as given, a remote's name, or (empty) the
     /// default remote: the one marked default (this clone's first), else `origin`, else the
     /// only one.
-    pub fn remote_url(&self, arg: &str) -> Result<String> {
+    ///
+    /// The second value is the directory a relative directory path is relative to: the
+    /// repository root for a configured remote (so it means the same from any subdirectory,
+    /// and a committed `.shardconfig` the same in every clone), `cwd` for one given as is.
+    pub fn remote_url<'a>(&'a self, arg: &str, cwd: &'a Path) -> Result<(String, &'a Path)> {
         let remotes = self.configured_remotes()?;
         if arg.is_empty() {
             return default_remote(&remotes)
-                .map(|r| r.url.clone())
+                .map(|r| (r.url.clone(), self.root.as_path()))
                 .ok_or(Error::NoDefaultRemote {
                     count: remotes.len(),
                 });
         }
         if let Some(remote) = remotes.iter().find(|r| r.name == arg) {
-            return Ok(remote.url.clone());
+            return Ok((remote.url.clone(), self.root.as_path()));
         }
         let looks_like_location = arg.contains("://") || arg.contains('/') || arg.starts_with('.');
         if looks_like_location {
-            Ok(arg.to_owned())
+            Ok((arg.to_owned(), cwd))
         } else {
             Err(Error::UnknownRemote {
                 name: arg.to_owned(),
