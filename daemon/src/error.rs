@@ -36,6 +36,15 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
+    /// A token in the committed `.shardconfig`.
+    #[error(
+        ".shardconfig is committed to Git, so it must not hold the token of remote `{name}`: \
+         move it to .shard/config.toml or NSHARD_TOKEN (and revoke it if it was pushed)"
+    )]
+    TokenInSharedConfig {
+        /// The remote.
+        name: String,
+    },
     /// A path that can never be tracked.
     #[error("{path} cannot be tracked: {why}")]
     NotTrackable {
@@ -288,6 +297,7 @@ impl Error {
             | Self::BadPattern { .. }
             | Self::NotTracked { .. }
             | Self::NotTrackable { .. }
+            | Self::TokenInSharedConfig { .. }
             | Self::TrackedByPattern { .. }
             | Self::Manifest { .. }
             | Self::Chunking(_)

@@ -604,8 +604,20 @@ impl Service {
 
 /// Resolves and opens the remote named (or defaulted) in a request.
 fn open_remote(repo: &Repo, cwd: &str, arg: &str, env: &HashMap<String, String>) -> Result<Remote> {
-    let (url, base) = repo.remote_url(arg, Path::new(cwd))?;
-    Ok(Remote::open(&url, base, env)?)
+    let target = repo.remote_url(arg, Path::new(cwd))?;
+    let with_token;
+    let env = match target.token {
+        Some(token) if !env.contains_key("NSHARD_TOKEN") => {
+            with_token = env
+                .clone()
+                .into_iter()
+                .chain([("NSHARD_TOKEN".to_owned(), token)])
+                .collect();
+            &with_token
+        }
+        _ => env,
+    };
+    Ok(Remote::open(&target.url, target.base, env)?)
 }
 
 /// The local chunks `remote` already holds (their local copies are re-downloadable).

@@ -325,3 +325,51 @@ fn pushed_manifests_are_roots_that_shard_server_gc_keeps() {
     let verify = shard_server(&["verify"]);
     assert!(verify.status.success(), "{verify:?}");
 }
+
+#[test]
+fn a_named_remote_may_carry_its_token_in_the_clones_config_but_never_in_shardconfig() {
+    let a = machine_a();
+    let data = random_bytes(620, 2 * MIB);
+    publish(&a, FILE, &data, "v1");
+    let tokens = a.base().join("tokens");
+    std::fs::write(&tokens, "rw writer-secret\n").unwrap();
+    let storage = a.base().join("server-storage");
+    let server = Server::on_dir(&storage, &["--token-file", tokens.to_str().unwrap()]);
+    let _ = a.ok(&["remote", "add", "team", &server.url]);
+    let message = a.fails(&["push", "--remote", "team"]);
+    assert!(message.contains("token"), "{message}");
+
+    let config = a.path(".shard/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let with_token = text.replace(
+        &format!("url = \"{}\"", server.url),
+        &format!("url = \"{}\"\ntoken = \"writer-secret\"", server.url),
+    );
+    assert_ne!(
+        text, with_token,
+        "the remote's entry was not found:\n{text}"
+    );
+    std::fs::write(&config, with_token).unwrap();
+    let said = a.ok(&["push", "--remote", "team"]);
+    assert!(said.contains("pushed"), "{said}");
+    assert_eq!(objects_in(&storage).len() as u64, chunks_of(&a, FILE));
+    // NSHARD_TOKEN still wins.
+    let wrong = [("NSHARD_TOKEN".to_owned(), "wrong-secret".to_owned())];
+    let _ = expect_failure(
+        &run(&a, &["push", "--remote", "team"], &wrong),
+        "wrong env token",
+    );
+
+    // A token in the committed .shardconfig is refused, naming the remote.
+    a.write(
+        ".shardconfig",
+        format!(
+            "[remotes.shared]\nurl = \"{}\"\ntoken = \"writer-secret\"\n",
+            server.url
+        )
+        .as_bytes(),
+    );
+    let message = a.fails(&["push", "--remote", "shared"]);
+    assert!(message.contains(".shardconfig"), "{message}");
+    assert!(message.contains("`shared`"), "{message}");
+}

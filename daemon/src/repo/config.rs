@@ -39,6 +39,10 @@ pub struct RemoteEntry {
     /// Used when no remote is named.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
+    /// Bearer token for a `shard-server` (`NSHARD_TOKEN` wins over it). Only in
+    /// `.shard/config.toml`, which is never committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl RepoConfig {
@@ -78,6 +82,7 @@ mod tests {
             RemoteEntry {
                 url: "http://x".into(),
                 default: true,
+                token: Some("secret".into()),
             },
         );
         let text = toml::to_string_pretty(&config).expect("serialize");

@@ -25,6 +25,19 @@ pub struct NamedRemote {
     pub default: bool,
     /// True when it comes from `.shardconfig`.
     pub shared: bool,
+    /// Its token, from `.shard/config.toml`.
+    pub token: Option<String>,
+}
+
+/// Where a push, pull or verify goes.
+#[derive(Clone, Debug)]
+pub struct RemoteTarget<'a> {
+    /// The URL or path.
+    pub url: String,
+    /// What a relative directory path is relative to.
+    pub base: &'a Path,
+    /// The configured token, if any.
+    pub token: Option<String>,
 }
 
 /// The `.shardconfig` file: only remotes, so far.
@@ -40,7 +53,16 @@ impl SharedConfig {
     pub fn load(root: &Path) -> Result<Self> {
         let path = root.join(SHARED_CONFIG);
         match fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|source| Error::Config { path, source }),
+            Ok(text) => {
+                let config: Self =
+                    toml::from_str(&text).map_err(|source| Error::Config { path, source })?;
+                if let Some(name) = config.remotes.iter().find(|(_, e)| e.token.is_some()) {
+                    return Err(Error::TokenInSharedConfig {
+                        name: name.0.clone(),
+                    });
+                }
+                Ok(config)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e.into()),
         }
@@ -79,6 +101,7 @@ impl Repo {
                 url: e.url.clone(),
                 default: e.default,
                 shared: false,
+                token: e.token.clone(),
             })
             .collect();
         for (name, e) in shared.remotes {
@@ -88,6 +111,7 @@ impl Repo {
                     url: e.url,
                     default: e.default,
                     shared: true,
+                    token: None,
                 });
             }
         }
@@ -102,21 +126,30 @@ impl Repo {
     /// The second value is the directory a relative directory path is relative to: the
     /// repository root for a configured remote (so it means the same from any subdirectory,
     /// and a committed `.shardconfig` the same in every clone), `cwd` for one given as is.
-    pub fn remote_url<'a>(&'a self, arg: &str, cwd: &'a Path) -> Result<(String, &'a Path)> {
+    pub fn remote_url<'a>(&'a self, arg: &str, cwd: &'a Path) -> Result<RemoteTarget<'a>> {
         let remotes = self.configured_remotes()?;
+        let configured = |r: &NamedRemote| RemoteTarget {
+            url: r.url.clone(),
+            base: self.root.as_path(),
+            token: r.token.clone(),
+        };
         if arg.is_empty() {
             return default_remote(&remotes)
-                .map(|r| (r.url.clone(), self.root.as_path()))
+                .map(configured)
                 .ok_or(Error::NoDefaultRemote {
                     count: remotes.len(),
                 });
         }
         if let Some(remote) = remotes.iter().find(|r| r.name == arg) {
-            return Ok((remote.url.clone(), self.root.as_path()));
+            return Ok(configured(remote));
         }
         let looks_like_location = arg.contains("://") || arg.contains('/') || arg.starts_with('.');
         if looks_like_location {
-            Ok((arg.to_owned(), cwd))
+            Ok(RemoteTarget {
+                url: arg.to_owned(),
+                base: cwd,
+                token: None,
+            })
         } else {
             Err(Error::UnknownRemote {
                 name: arg.to_owned(),
@@ -153,6 +186,7 @@ impl Repo {
         let entry = RemoteEntry {
             url: url.to_owned(),
             default,
+            token: None,
         };
         if shared {
             let mut config = SharedConfig::load(&self.root)?;
@@ -169,6 +203,7 @@ impl Repo {
             url: url.to_owned(),
             default,
             shared,
+            token: None,
         })
     }
 

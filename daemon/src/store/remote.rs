@@ -431,10 +431,16 @@ pub fn unreachable(remote: &str, error: &reqwest::Error) -> Error {
 #[must_use]
 pub fn refused(remote: &str, status: u16, writing: bool) -> Error {
     let advice = match (status, writing) {
-        (403, true) => "NSHARD_TOKEN is read-only: use a read-write token to push",
-        (403, false) => "NSHARD_TOKEN may not read from it: ask for a read token",
-        (_, true) => "set NSHARD_TOKEN to a read-write token it accepts",
-        (_, false) => "set NSHARD_TOKEN to a token it accepts",
+        (403, true) => "the token is read-only: use a read-write token to push",
+        (403, false) => "the token may not read from it: ask for a read token",
+        (_, true) => {
+            "set NSHARD_TOKEN (or the remote's `token` in .shard/config.toml) to a read-write \
+             token it accepts"
+        }
+        (_, false) => {
+            "set NSHARD_TOKEN (or the remote's `token` in .shard/config.toml) to a token it \
+             accepts"
+        }
     };
     Error::Auth {
         remote: remote.to_owned(),
