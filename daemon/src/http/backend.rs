@@ -173,6 +173,21 @@ impl Backend {
         }
     }
 
+    /// The size of the chunk's stored object; `None` when it is not stored.
+    pub async fn size(&self, hash: &ChunkHash) -> Result<Option<u64>, Error> {
+        match self {
+            Self::Directory(store) => {
+                let path = store.object_path(hash);
+                match tokio::fs::metadata(path).await {
+                    Ok(meta) => Ok(Some(meta.len())),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Self::S3(bucket) => Ok(bucket.size(hash).await?),
+        }
+    }
+
     /// The chunks of `hashes` that are not stored, in request order and without duplicates.
     /// The chunks that are stored get their lease renewed (see the module docs): the client
     /// will not upload them and relies on them staying.

@@ -199,16 +199,20 @@ pub async fn get_chunk(
     Ok((headers, object.body).into_response())
 }
 
-/// HEAD /v1/chunks/{hash}: 200 when the chunk is stored, 404 when not, 400 bad id.
+/// HEAD /v1/chunks/{hash}: 200 with the `Content-Length` of the stored object when the chunk
+/// is stored, 404 when not, 400 bad id.
 pub async fn head_chunk(
     State(state): State<AppState>,
     ChunkId(hash): ChunkId,
-) -> Result<StatusCode, Rejection> {
-    if state.backend.contains(&hash).await? {
-        Ok(StatusCode::OK)
-    } else {
-        Err(Rejection::NotFound(hash))
-    }
+) -> Result<Response, Rejection> {
+    let len = state.backend.size(&hash).await?;
+    let len = len.ok_or(Rejection::NotFound(hash))?;
+    // The headers a GET would carry, without the body.
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (header::CONTENT_LENGTH, len.to_string()),
+    ];
+    Ok(headers.into_response())
 }
 
 /// Any unknown path: 404.

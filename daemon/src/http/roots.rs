@@ -120,11 +120,16 @@ impl Backend {
     ) -> Result<RootAdded, StorageError> {
         let _lock = self.lock_roots(LockMode::Shared).await?;
         let key = manifest_key(id);
+        // A stored copy counts only while it is sound: pushing again repairs a damaged one
+        // (as `shard-server verify` advises).
         let stored = match self {
-            Self::Directory(store) => store.manifest_path(id).is_file(),
-            Self::S3(bucket) => bucket.contains_file(&key).await?,
+            Self::Directory(store) => {
+                let (store, id) = (store.clone(), *id);
+                tokio::task::spawn_blocking(move || store.get_manifest(&id)).await??
+            }
+            Self::S3(bucket) => bucket.get_file(&key).await?.map(|b| b.to_vec()),
         };
-        if stored {
+        if stored.is_some_and(|bytes| ChunkHash::of(&bytes) == *id) {
             return Ok(RootAdded::AlreadyStored);
         }
         let absent = self.absent(manifest).await?;

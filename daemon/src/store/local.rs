@@ -127,14 +127,16 @@ impl LocalStore {
     }
 
     /// Stores the bytes of a pushed manifest, named by their SHA-256 `id`, atomically.
-    /// Returns `false` (and writes nothing) when it was already stored. The caller vouches
-    /// that `id` is the SHA-256 of `bytes`.
+    /// Returns `false` (and writes nothing) when a sound copy was already stored; a damaged
+    /// copy is replaced. The caller vouches that `id` is the SHA-256 of `bytes`.
     pub fn put_manifest(&self, id: &ChunkHash, bytes: &[u8]) -> io::Result<bool> {
-        let path = self.manifest_path(id);
-        if path.is_file() {
+        if self
+            .get_manifest(id)?
+            .is_some_and(|stored| ChunkHash::of(&stored) == *id)
+        {
             return Ok(false);
         }
-        self.write_atomic(&path, id, bytes)?;
+        self.write_atomic(&self.manifest_path(id), id, bytes)?;
         Ok(true)
     }
 
@@ -323,6 +325,12 @@ mod tests {
         let id = ChunkHash::of(b"{}");
         assert!(store.put_manifest(&id, b"{}").expect("manifest"));
         assert!(!store.put_manifest(&id, b"{}").expect("again"));
+        fs::write(store.manifest_path(&id), b"{} ").expect("damage");
+        assert!(
+            store.put_manifest(&id, b"{}").expect("repair"),
+            "a damaged copy was kept"
+        );
+        assert_eq!(store.get_manifest(&id).expect("read"), Some(b"{}".to_vec()));
         assert_eq!(store.get_manifest(&id).expect("read"), Some(b"{}".to_vec()));
         let manifests: Vec<_> = store
             .list_manifests()

@@ -129,6 +129,15 @@ impl ObjectBackend {
         }
     }
 
+    /// The stored size of a chunk's object; `None` when it is absent.
+    pub async fn size(&self, hash: &ChunkHash) -> Result<Option<u64>, object_store::Error> {
+        match self.store.head(&self.path(hash)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stores an encoded object (the caller has verified it).
     pub async fn put(&self, hash: &ChunkHash, object: Bytes) -> Result<(), object_store::Error> {
         let _ = self

@@ -283,6 +283,7 @@ async fn head_is_200_or_404_and_unknown_chunks_are_404() {
         404,
     );
     assert!(message.await.contains("is not on this server"));
+    let stored_len = object.len();
     assert_eq!(server.put(&hash, object, None).await, 201);
     let head = server
         .client
@@ -291,6 +292,18 @@ async fn head_is_200_or_404_and_unknown_chunks_are_404() {
         .await
         .unwrap();
     assert_eq!(head.status(), 200);
+    // The headers a GET carries, so a client can size its buffer before downloading.
+    let header = |name| {
+        head.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("content-length"), Some(stored_len.to_string()));
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("application/octet-stream")
+    );
 }
 
 #[tokio::test]

@@ -149,3 +149,31 @@ async fn the_push_client_stores_manifests_on_servers_and_directories() {
     let stored = cwd.join("dir-remote/manifests").join(&hex[..2]).join(&hex);
     assert_eq!(std::fs::read_to_string(stored).unwrap(), json);
 }
+
+#[tokio::test]
+async fn pushing_a_manifest_again_repairs_a_damaged_stored_copy() {
+    let server = ChunkServer::open().await;
+    let (a, object_a) = compressible(3, 10_000);
+    let json = manifest_json("models/a.bin", &[a], 10_000);
+    let id = ChunkHash::of(json.as_bytes());
+    assert_eq!(server.put(&a, object_a, None).await, 201);
+    assert_eq!(server.put_manifest(&json).await, 201);
+    assert_eq!(
+        server.put_manifest(&json).await,
+        200,
+        "a sound copy is kept"
+    );
+
+    let path = manifest_path(&server, &id);
+    let mut damaged = std::fs::read(&path).expect("stored");
+    damaged.push(b' ');
+    std::fs::write(&path, damaged).expect("damage");
+
+    assert_eq!(
+        server.put_manifest(&json).await,
+        201,
+        "the damaged copy was kept"
+    );
+    assert_eq!(std::fs::read(&path).expect("stored"), json.as_bytes());
+    server.stop().await;
+}
