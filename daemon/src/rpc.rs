@@ -397,6 +397,7 @@ impl Shardd for Service {
         request: Request<pb::RemoteAddRequest>,
     ) -> Result<Response<pb::RemoteAddResponse>, Status> {
         let req = request.into_inner();
+        crate::store::remote::check_url(&req.url).map_err(crate::error::Error::from)?;
         let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
         let _guard = handle.lock.lock().await;
         let added =
@@ -483,6 +484,13 @@ impl Shardd for Service {
             }
         };
         let remote = open_remote(&repo, &req.cwd, &req.remote, &req.env);
+        // A remote the user named must work even when nothing needs downloading; only the
+        // default may be missing then (a hook after a local branch switch).
+        let remote = if req.remote.is_empty() {
+            remote
+        } else {
+            Ok(remote?)
+        };
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let options = (jobs(req.jobs), req.force);
         let scan = repo.clone();

@@ -450,6 +450,32 @@ pub fn refused(remote: &str, status: u16, writing: bool) -> Error {
 }
 
 /// Classifies an `object_store` failure into the errors users can act on.
+/// Checks that `url` names a remote (`http(s)://host[:port]`, `file:///path`,
+/// `s3://bucket[/prefix]` or a directory path), without contacting it: `remote add` refuses
+/// what a push would refuse later.
+pub fn check_url(url: &str) -> Result<(), Error> {
+    let bad = || Error::BadUrl(url.to_owned());
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.trim().is_empty() {
+            Err(bad())
+        } else {
+            Ok(())
+        };
+    };
+    let sound = match scheme {
+        "http" | "https" => {
+            reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+        }
+        "file" => !rest.is_empty(),
+        "s3" => rest
+            .split('/')
+            .next()
+            .is_some_and(|bucket| !bucket.is_empty()),
+        _ => false,
+    };
+    if sound { Ok(()) } else { Err(bad()) }
+}
+
 /// The EC2 instance metadata service, where S3 clients look for credentials last.
 const INSTANCE_METADATA: &str = "169.254.169.254";
 
@@ -459,6 +485,11 @@ fn object_error(remote: String, source: object_store::Error) -> Error {
         Error::NoBucket { remote }
     } else if text.contains(INSTANCE_METADATA) {
         Error::NoCredentials { remote }
+    } else if let Some(reason) = transport_failure(&text) {
+        Error::Unreachable {
+            remote,
+            reason: reason.to_owned(),
+        }
     } else if matches!(
         source,
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
@@ -471,15 +502,59 @@ fn object_error(remote: String, source: object_store::Error) -> Error {
     }
 }
 
-/// The first line of a long error, at most 300 characters (S3 errors embed whole XML bodies).
+/// Why an object store request found nobody to talk to, as a short phrase; `None` when it
+/// did (`object_store` reports transport failures as text, after its retries).
+fn transport_failure(text: &str) -> Option<&'static str> {
+    let text = text.to_ascii_lowercase();
+    if text.contains("connection refused") {
+        Some("connection refused")
+    } else if text.contains("timed out") {
+        Some("timed out")
+    } else if text.contains("dns error") || text.contains("failed to lookup") {
+        Some("cannot resolve the host")
+    } else if text.contains("error sending request") || text.contains("connection reset") {
+        Some("the connection failed")
+    } else {
+        None
+    }
+}
+
+/// The first line of a long error, at most 300 characters (S3 errors embed whole XML bodies),
+/// without the "Generic S3 error: " prefix `object_store` adds.
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();
+    let line = line.strip_prefix("Generic S3 error: ").unwrap_or(line);
     line.chars().take(300).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_urls_are_checked_without_contacting_anything() {
+        for good in [
+            "http://127.0.0.1:8000",
+            "https://models.example.com/",
+            "file:///mnt/share",
+            "s3://bucket",
+            "s3://bucket/prefix/x",
+            "../usb",
+            "/mnt/share",
+        ] {
+            assert!(check_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ftp://x",
+            "s3://",
+            "http://",
+            "http://host:notaport",
+            "gopher://a/b",
+            "",
+        ] {
+            assert!(matches!(check_url(bad), Err(Error::BadUrl(_))), "{bad:?}");
+        }
+    }
 
     #[test]
     fn object_store_failures_become_advice() {
@@ -498,5 +573,28 @@ mod tests {
         };
         let error = object_error("s3://b/p".to_owned(), missing);
         assert!(matches!(error, Error::NoBucket { .. }), "{error}");
+
+        let down = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing list request: Error performing GET http://127.0.0.1:1/b \
+                     after 10 retries - HTTP error: error sending request: Connection refused"
+                .into(),
+        };
+        let error = object_error("s3://b/p".to_owned(), down);
+        assert_eq!(
+            error.to_string(),
+            "remote s3://b/p is unreachable (connection refused): is the server running and \
+             the URL right?"
+        );
+
+        let half = object_store::Error::Generic {
+            store: "S3",
+            source: "Missing SecretAccessKey".into(),
+        };
+        let error = object_error("s3://b/p".to_owned(), half);
+        assert_eq!(
+            error.to_string(),
+            "remote s3://b/p failed: Missing SecretAccessKey"
+        );
     }
 }
