@@ -274,6 +274,9 @@ impl Git {
 fn run(dir: &Path, args: &[&str]) -> Result<String, Error> {
     let output = Command::new("git")
         .current_dir(dir)
+        // Paths as they are: by default Git prints `uni/\303\251.bin` in quotes for
+        // `uni/é.bin`, which matches no file.
+        .args(["-c", "core.quotePath=false"])
         .args(args)
         .stdin(Stdio::null())
         .output()
