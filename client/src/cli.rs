@@ -337,9 +337,12 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown size unit `{other}` (use KiB or MiB)")),
     };
-    value
-        .checked_mul(scale)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    match value.checked_mul(scale) {
+        // 0 would mean "the default" on the wire: say so instead of silently using it.
+        Some(0) => Err("a size must be more than 0 (leave --chunk-size out for 4 MiB)".to_owned()),
+        Some(size) => Ok(size),
+        None => Err(format!("`{text}` is too large")),
+    }
 }
 
 /// Environment variables forwarded to the daemon with requests that need them, so the
@@ -406,6 +409,8 @@ mod tests {
         assert_eq!(parse_size("512k"), Ok(512 << 10));
         assert_eq!(parse_size("65536"), Ok(65536));
         assert!(parse_size("4 parsecs").is_err());
+        assert!(parse_size("0").is_err_and(|e| e.contains("more than 0")));
+        assert!(parse_size("0MiB").is_err());
     }
 
     #[test]
