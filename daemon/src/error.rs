@@ -36,6 +36,20 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
+    /// Something other than a regular file where a tracked file belongs.
+    #[error(
+        "{path} is a directory, not the tracked file: move it away, then run the command again"
+    )]
+    NotAFile {
+        /// Repository-relative path.
+        path: String,
+    },
+    /// A directory or pattern argument that covers no tracked file.
+    #[error("no tracked file is in {path}: track files first with `nshard track`")]
+    NothingTrackedIn {
+        /// The directory or pattern.
+        path: String,
+    },
     /// A token in the committed `.shardconfig`.
     #[error(
         ".shardconfig is committed to Git, so it must not hold the token of remote `{name}`: \
@@ -289,6 +303,7 @@ impl Error {
             Self::NotARepository { .. }
             | Self::WouldOverwrite { .. }
             | Self::ChangedDuringCheckout { .. }
+            | Self::NotAFile { .. }
             | Self::FileUnstable { .. }
             | Self::Git(crate::git::Error::NotGit(_) | crate::git::Error::BadRevision(_)) => {
                 Code::FailedPrecondition
@@ -307,6 +322,7 @@ impl Error {
             | Self::BadRemoteName { .. }
             | Self::NoDefaultRemote { .. } => Code::InvalidArgument,
             Self::PathNotFound { .. }
+            | Self::NothingTrackedIn { .. }
             | Self::NoManifest { .. }
             | Self::ChunkMissing { .. }
             | Self::NoManifestAt { .. } => Code::NotFound,

@@ -307,3 +307,19 @@ fn temporary_files_a_crash_left_are_hidden_from_git_and_removed_by_the_next_chec
     assert!(s.path("models/.a.bin.b.nshard-X7pQ2z.tmp").exists());
     assert!(s.path("models/.a.bin.nshard-notes.txt").exists());
 }
+
+#[test]
+fn a_directory_where_a_tracked_file_belongs_is_named_not_replaced() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(45, 1000));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+    s.write("models/a.bin/notes.txt", b"mine");
+
+    for args in [&["checkout"][..], &["checkout", "--force"]] {
+        let message = s.fails(args);
+        assert!(message.contains("models/a.bin is a directory"), "{message}");
+        assert_eq!(message.matches("models/a.bin").count(), 1, "{message}");
+    }
+    assert_eq!(s.read("models/a.bin/notes.txt"), b"mine");
+}

@@ -202,3 +202,29 @@ fn commit_names_files_that_cannot_be_committed() {
         "a failed commit wrote a manifest"
     );
 }
+
+#[test]
+fn commit_takes_directories_and_patterns_like_git_commit() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(90, 1000));
+    s.write("models/b.bin", &random_bytes(91, 1000));
+    s.write("other/c.bin", &random_bytes(92, 1000));
+    let _ = s.ok(&["track", "other/*.bin"]);
+
+    let by_dir = s.json(&["commit", "-m", "dir", "models", "--json"]);
+    let files: Vec<&str> = by_dir["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["models/a.bin", "models/b.bin"], "{by_dir:#}");
+    assert!(!s.path("other/c.bin.shard.json").exists());
+
+    let by_glob = s.json(&["commit", "-m", "glob", "other/*.bin", "--json"]);
+    assert_eq!(by_glob["files"][0]["path"], "other/c.bin", "{by_glob:#}");
+
+    std::fs::create_dir_all(s.path("empty")).unwrap();
+    let message = s.fails(&["commit", "-m", "none", "empty"]);
+    assert!(message.contains("no tracked file is in empty"), "{message}");
+}

@@ -100,6 +100,9 @@ pub fn checkout_from(
     let mut committed: Option<HashSet<ChunkHash>> = None;
     for (file, manifest) in manifests {
         let path = repo.abs(file);
+        if path.is_dir() {
+            return Err(Error::NotAFile { path: file.clone() });
+        }
         if path.exists() {
             let current = content_hash(repo, index, file)?;
             if current == manifest.sha256 {

@@ -157,16 +157,43 @@ fn select(repo: &Repo, paths: &[String]) -> Result<Vec<Tracked>> {
     if paths.is_empty() {
         return Ok(tracked.into_iter().filter(|t| t.exists).collect());
     }
-    let mut out = Vec::new();
+    let mut out: Vec<Tracked> = Vec::new();
+    let add = |out: &mut Vec<Tracked>, t: &Tracked| {
+        if !out.iter().any(|o| o.path == t.path) {
+            out.push(t.clone());
+        }
+    };
     for path in paths {
         let found = tracked.iter().find(|t| &t.path == path);
         match found {
-            Some(t) if t.exists => out.push(t.clone()),
+            Some(t) if t.exists => add(&mut out, t),
             None if repo.abs(path).is_file() => {
                 return Err(Error::NotTracked { path: path.clone() });
+            }
+            // A directory (the repository itself too) or a pattern: the tracked files in it or
+            // matching it, like `git commit DIR`.
+            None if path.is_empty() || repo.abs(path).is_dir() || crate::repo::is_glob(path) => {
+                let within = crate::repo::compile_patterns(&[if crate::repo::is_glob(path) {
+                    path.clone()
+                } else if path.is_empty() {
+                    "**".to_owned()
+                } else {
+                    format!("{}/**", crate::repo::escape_glob(path))
+                }])?;
+                let before = out.len();
+                for t in tracked
+                    .iter()
+                    .filter(|t| t.exists && within.is_match(&t.path))
+                {
+                    add(&mut out, t);
+                }
+                if out.len() == before {
+                    return Err(Error::NothingTrackedIn { path: path.clone() });
+                }
             }
             Some(_) | None => return Err(Error::PathNotFound { path: path.clone() }),
         }
     }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
