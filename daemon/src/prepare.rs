@@ -180,7 +180,16 @@ impl Worker {
             match repo.store.read_chunk_into(hash, &mut object, &mut data) {
                 Ok(()) => {
                     if encoder.compress(&data)? {
-                        repo.store.replace_object(hash, encoder.frame())?;
+                        // Replaced only under the repository's lock and only if still stored:
+                        // a gc that deleted the chunk meanwhile must not see it come back.
+                        let Ok(_guard) = handle.lock.try_lock() else {
+                            // An interactive operation runs: wait for it, then start over.
+                            drop(handle.lock.blocking_lock());
+                            return Ok(true);
+                        };
+                        if repo.store.contains(hash) {
+                            repo.store.replace_object(hash, encoder.frame())?;
+                        }
                     }
                 }
                 // Deleted by gc, or damaged (verify reports it): nothing to compress.
