@@ -43,7 +43,7 @@ pub enum Command {
     Diff(DiffArgs),
     /// Rebuild files from the local store (all manifests when none is named).
     Checkout(CheckoutArgs),
-    /// Delete stored chunks that no manifest in the working tree references.
+    /// Delete stored chunks that no manifest references (working tree, Git history, reflog).
     Gc(GcArgs),
     /// Upload the chunks that manifests need to a remote (only what it lacks).
     Push(PushArgs),

@@ -120,12 +120,20 @@ impl Default for Bar {
     reason = "used as `map_err(status_error)`"
 )]
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    // How tonic and h2 word a daemon that went away mid-request (killed, crashed, restarted).
+    const LOST: [&str; 4] = [
+        "transport",
+        "h2 protocol error",
+        "connection reset",
+        "broken pipe",
+    ];
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown
-            if status.message().contains("transport") =>
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+            if LOST.iter().any(|m| status.message().contains(m)) =>
         {
             anyhow!(
-                "lost the connection to shardd ({}); see `nshard daemon logs`",
+                "lost the connection to shardd ({}): it stopped mid-request; see `nshard daemon \
+                 logs`, then run the command again",
                 status.message()
             )
         }
@@ -155,4 +163,19 @@ pub fn json(value: &serde_json::Value) -> Result<()> {
 #[must_use]
 pub fn size(bytes: u64) -> String {
     HumanBytes(bytes).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_lost_mid_request_is_named_with_what_to_do() {
+        let lost = tonic::Status::unknown("h2 protocol error: error reading a body from connection");
+        let message = status_error(lost).to_string();
+        assert!(message.starts_with("lost the connection to shardd"), "{message}");
+        assert!(message.contains("nshard daemon logs"), "{message}");
+        let plain = tonic::Status::failed_precondition("a.bin has changes");
+        assert_eq!(status_error(plain).to_string(), "a.bin has changes");
+    }
 }

@@ -67,15 +67,16 @@ impl Repos {
         let _ = self.watcher.set(watcher);
     }
 
-    /// Roots of every repository served.
+    /// Roots of every repository served. Repositories deleted since they were opened are
+    /// forgotten first (their index closes once no operation holds it).
     #[must_use]
     pub fn roots(&self) -> Vec<PathBuf> {
-        self.open
+        let mut open = self
+            .open
             .lock()
-            .expect("no code panics while holding this lock")
-            .keys()
-            .cloned()
-            .collect()
+            .expect("no code panics while holding this lock");
+        open.retain(|root, _| root.join(crate::repo::SHARD_DIR).is_dir());
+        open.keys().cloned().collect()
     }
 
     /// Flushes and closes every index (on shutdown, before the pidfile is released, so a
