@@ -16,8 +16,10 @@ use clap::{Args, Parser, Subcommand};
     max_term_width = 100
 )]
 pub struct Cli {
-    /// The daemon's socket [default: `$XDG_RUNTIME_DIR/shardd/shardd.sock`]
-    #[arg(long, global = true, env = "SHARDD_SOCKET", value_name = "PATH")]
+    /// The daemon's socket [default: `$SHARDD_SOCKET`, else `$XDG_RUNTIME_DIR/shardd/shardd.sock`]
+    // SHARDD_SOCKET is read in `default_socket`, not through clap's `env`: clap lists an
+    // argument set from the environment in every usage line, as if it were required.
+    #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
@@ -387,13 +389,17 @@ pub fn autostart() -> bool {
     !matches!(value.to_str(), Some("0" | "false" | "no" | "off"))
 }
 
-/// The default socket path from `XDG_RUNTIME_DIR` / `TMPDIR`.
+/// The socket when `--socket` is not given: `SHARDD_SOCKET`, else the default path from
+/// `XDG_RUNTIME_DIR` / `TMPDIR`.
 #[must_use]
 #[expect(
     clippy::disallowed_methods,
     reason = "cli.rs is where the client reads its environment"
 )]
 pub fn default_socket() -> PathBuf {
+    if let Some(socket) = std::env::var_os("SHARDD_SOCKET").filter(|s| !s.is_empty()) {
+        return PathBuf::from(socket);
+    }
     let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
     let tmp = std::env::var_os("TMPDIR").map(PathBuf::from);
     shard_proto::default_socket_path(runtime.as_deref(), tmp.as_deref())
