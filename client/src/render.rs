@@ -171,9 +171,13 @@ mod tests {
 
     #[test]
     fn a_daemon_lost_mid_request_is_named_with_what_to_do() {
-        let lost = tonic::Status::unknown("h2 protocol error: error reading a body from connection");
+        let lost =
+            tonic::Status::unknown("h2 protocol error: error reading a body from connection");
         let message = status_error(lost).to_string();
-        assert!(message.starts_with("lost the connection to shardd"), "{message}");
+        assert!(
+            message.starts_with("lost the connection to shardd"),
+            "{message}"
+        );
         assert!(message.contains("nshard daemon logs"), "{message}");
         let plain = tonic::Status::failed_precondition("a.bin has changes");
         assert_eq!(status_error(plain).to_string(), "a.bin has changes");

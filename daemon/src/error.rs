@@ -44,6 +44,12 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
+    /// A committed file that is not in the working tree.
+    #[error("{path} is missing from the working tree: `nshard checkout {path}` restores it")]
+    FileMissing {
+        /// Repository-relative path.
+        path: String,
+    },
     /// A directory or pattern argument that covers no tracked file.
     #[error("no tracked file is in {path}: track files first with `nshard track`")]
     NothingTrackedIn {
@@ -323,6 +329,7 @@ impl Error {
             | Self::NoDefaultRemote { .. } => Code::InvalidArgument,
             Self::PathNotFound { .. }
             | Self::NothingTrackedIn { .. }
+            | Self::FileMissing { .. }
             | Self::NoManifest { .. }
             | Self::ChunkMissing { .. }
             | Self::NoManifestAt { .. } => Code::NotFound,

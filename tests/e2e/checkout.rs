@@ -323,3 +323,43 @@ fn a_directory_where_a_tracked_file_belongs_is_named_not_replaced() {
     }
     assert_eq!(s.read("models/a.bin/notes.txt"), b"mine");
 }
+
+#[test]
+fn checkout_takes_directories_and_patterns_and_diff_names_a_missing_file() {
+    let s = Sandbox::with_repo();
+    let (a, b) = (random_bytes(46, 1000), random_bytes(47, 1000));
+    s.write("models/a.bin", &a);
+    s.write("models/b.bin", &b);
+    let _ = s.ok(&["commit", "-m", "first"]);
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+    std::fs::remove_file(s.path("models/b.bin")).unwrap();
+
+    let message = s.fails(&["diff", "models/a.bin"]);
+    assert!(
+        message.contains("missing from the working tree"),
+        "{message}"
+    );
+    assert!(
+        message.contains("nshard checkout models/a.bin"),
+        "{message}"
+    );
+    let message = s.fails(&["commit", "-m", "gone", "models/a.bin"]);
+    assert!(
+        message.contains("missing from the working tree"),
+        "{message}"
+    );
+
+    let by_glob = s.json(&["checkout", "models/a.*", "--json"]);
+    assert_eq!(
+        by_glob["written"],
+        serde_json::json!(["models/a.bin"]),
+        "{by_glob:#}"
+    );
+    let by_dir = s.json(&["checkout", "models", "--json"]);
+    assert_eq!(
+        by_dir["written"],
+        serde_json::json!(["models/b.bin"]),
+        "{by_dir:#}"
+    );
+    assert!(s.read("models/a.bin") == a && s.read("models/b.bin") == b);
+}

@@ -311,7 +311,10 @@ fn gc_racing_a_half_done_commit_keeps_the_new_chunks() {
         without_grace["deleted_chunks"].as_u64().unwrap() >= ids.len() as u64,
         "{without_grace}"
     );
-    assert!(ids.iter().all(|id| !s.object(id).exists()), "{without_grace}");
+    assert!(
+        ids.iter().all(|id| !s.object(id).exists()),
+        "{without_grace}"
+    );
 }
 
 #[test]

@@ -40,12 +40,44 @@ pub fn checkout(
     force: bool,
     reporter: &mut Reporter,
 ) -> Result<CheckoutReport> {
+    let files = expand(repo, files)?;
     // Validate every manifest before writing anything.
     let manifests: Vec<(String, Manifest)> = files
         .iter()
         .map(|f| Ok((f.clone(), repo.read_manifest(f)?)))
         .collect::<Result<_>>()?;
     checkout_manifests(repo, index, &manifests, force, reporter)
+}
+
+/// The files named: each file as it is, a directory or a pattern as the committed files in
+/// it or matching it (like `git checkout DIR`).
+fn expand(repo: &Repo, files: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut committed: Option<Vec<String>> = None;
+    for file in files {
+        let pattern = if crate::repo::is_glob(file) {
+            file.clone()
+        } else if file.is_empty() {
+            "**".to_owned()
+        } else if repo.abs(file).is_dir() && !repo.has_manifest(file) {
+            format!("{}/**", crate::repo::escape_glob(file))
+        } else {
+            out.push(file.clone());
+            continue;
+        };
+        let within = crate::repo::compile_patterns(&[pattern])?;
+        let all = match &mut committed {
+            Some(all) => all,
+            None => committed.insert(all_files(repo)?),
+        };
+        let matched: Vec<String> = all.iter().filter(|f| within.is_match(f)).cloned().collect();
+        if matched.is_empty() {
+            return Err(Error::NothingTrackedIn { path: file.clone() });
+        }
+        out.extend(matched);
+    }
+    out.dedup();
+    Ok(out)
 }
 
 /// Where a checkout gets the verified bytes of each chunk.

@@ -191,6 +191,7 @@ fn select(repo: &Repo, paths: &[String]) -> Result<Vec<Tracked>> {
                     return Err(Error::NothingTrackedIn { path: path.clone() });
                 }
             }
+            Some(t) if t.has_manifest => return Err(Error::FileMissing { path: path.clone() }),
             Some(_) | None => return Err(Error::PathNotFound { path: path.clone() }),
         }
     }

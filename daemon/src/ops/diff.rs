@@ -71,7 +71,7 @@ pub fn diff_working(repo: &Repo, file: &str, reporter: &mut Reporter) -> Result<
     let manifest = repo.read_manifest(file)?;
     let path = repo.abs(file);
     if !path.is_file() {
-        return Err(Error::PathNotFound {
+        return Err(Error::FileMissing {
             path: file.to_owned(),
         });
     }
