@@ -140,8 +140,9 @@ impl Git {
     }
 
     /// The contents of every blob whose path ends with `suffix` in every commit reachable from
-    /// any ref (branches, tags, stash) or reflog entry, deduplicated by blob id.
-    pub fn all_blobs_with_suffix(&self, suffix: &str) -> Result<Vec<Vec<u8>>, Error> {
+    /// any ref (branches, tags, stash) or reflog entry, deduplicated by blob id, each with a
+    /// path it has there.
+    pub fn all_blobs_with_suffix(&self, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let listing = self.git(&[
             "rev-list",
             "--objects",
@@ -150,6 +151,7 @@ impl Git {
             "--indexed-objects",
         ])?;
         let mut ids: Vec<String> = Vec::new();
+        let mut paths: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for line in listing.lines() {
             if let Some((id, path)) = line.split_once(' ')
@@ -157,9 +159,10 @@ impl Git {
                 && seen.insert(id.to_owned())
             {
                 ids.push(id.to_owned());
+                paths.push(path.to_owned());
             }
         }
-        self.cat_blobs(&ids)
+        Ok(paths.into_iter().zip(self.cat_blobs(&ids)?).collect())
     }
 
     /// The contents of every blob whose path ends with `suffix` in the commits that

@@ -371,3 +371,38 @@ fn log_finds_the_history_of_non_ascii_paths() {
     assert_eq!(subjects, ["v2", "v1"], "{log:#}");
     assert_eq!(entries[1]["path"], "models/é ü.bin");
 }
+
+#[test]
+fn verify_all_names_an_invalid_manifest_in_history() {
+    let s = Sandbox::with_repo();
+    s.write("models/z.bin", &random_bytes(309, 1000));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let manifest = s.read("models/z.bin.shard.json");
+    s.write("models/z.bin.shard.json", b"{\"format\": \"bad\"}");
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "broken"]);
+    s.write("models/z.bin.shard.json", &manifest);
+    let _ = s.git(&["commit", "-q", "-am", "fixed"]);
+    assert!(
+        s.json(&["verify", "--json"])["problems"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let out = s
+        .nshard()
+        .args(["verify", "--all", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["kind"], "invalid-manifest", "{report:#}");
+    assert_eq!(
+        problems[0]["files"],
+        serde_json::json!(["models/z.bin"]),
+        "{report:#}"
+    );
+}

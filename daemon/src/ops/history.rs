@@ -125,13 +125,37 @@ pub fn diff_revisions(repo: &Repo, file: &str, rev: &str, rev2: Option<&str>) ->
 }
 
 /// Every manifest in every commit reachable from any ref or reflog entry (and the index).
+/// Invalid ones are left out (see [`history_manifests`]).
 pub fn all_history_manifests(repo: &Repo) -> Result<Vec<Manifest>> {
+    Ok(history_manifests(repo)?.0)
+}
+
+/// A manifest in Git history that does not parse.
+#[derive(Clone, Debug)]
+pub struct InvalidManifest {
+    /// A path the manifest has in history.
+    pub path: String,
+    /// The SHA-256 of its bytes.
+    pub id: crate::chunk::ChunkHash,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+/// [`all_history_manifests`], and the manifests that do not parse.
+pub fn history_manifests(repo: &Repo) -> Result<(Vec<Manifest>, Vec<InvalidManifest>)> {
     let Ok(git) = Git::open(&repo.root) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
-    let blobs = git.all_blobs_with_suffix(SUFFIX)?;
-    Ok(blobs
-        .iter()
-        .filter_map(|b| Manifest::parse(b).ok())
-        .collect())
+    let (mut valid, mut invalid) = (Vec::new(), Vec::new());
+    for (path, bytes) in git.all_blobs_with_suffix(SUFFIX)? {
+        match Manifest::parse(&bytes) {
+            Ok(manifest) => valid.push(manifest),
+            Err(e) => invalid.push(InvalidManifest {
+                path,
+                id: crate::chunk::ChunkHash::of(&bytes),
+                error: e.to_string(),
+            }),
+        }
+    }
+    Ok((valid, invalid))
 }

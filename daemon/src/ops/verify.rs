@@ -11,7 +11,7 @@ use crate::chunk::{ChunkHash, codec};
 use crate::error::Result;
 use crate::manifest::{ChunkRef, SUFFIX};
 use crate::ops::Reporter;
-use crate::ops::history::all_history_manifests;
+use crate::ops::history;
 use crate::repo::Repo;
 use crate::store::remote::{self, Remote};
 
@@ -27,6 +27,8 @@ pub enum ProblemKind {
     Missing,
     /// Sound, but a manifest gives it another size: the manifest is damaged.
     WrongSize,
+    /// A manifest in Git history that does not parse (`chunk` is the SHA-256 of its bytes).
+    InvalidManifest,
 }
 
 /// One problem.
@@ -61,6 +63,7 @@ struct Needs {
     files: BTreeMap<ChunkHash, Vec<String>>,
     sizes: BTreeMap<ChunkHash, BTreeSet<(u32, String)>>,
     manifests: u32,
+    invalid: Vec<history::InvalidManifest>,
 }
 
 /// What the manifests of the working tree (and with `all`, of history) need.
@@ -85,11 +88,15 @@ fn needs(repo: &Repo, all: bool) -> Result<Needs> {
         let m = repo.read_manifest(file)?;
         add(file, &m.chunks);
     }
+    let mut invalid = Vec::new();
     if all {
-        for m in all_history_manifests(repo)? {
+        let (valid, bad) = history::history_manifests(repo)?;
+        for m in valid {
             add(&m.path, &m.chunks);
         }
+        invalid = bad;
     }
+    needs.invalid = invalid;
     Ok(needs)
 }
 
@@ -131,6 +138,7 @@ pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<V
             Err(_) => {}
         }
     }
+    report.problems.extend(invalid_manifests(&needs));
     for (chunk, files) in &needs.files {
         if !present.contains(chunk) {
             report.problems.push(Problem {
@@ -142,6 +150,19 @@ pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<V
         }
     }
     Ok(report)
+}
+
+/// A problem for each manifest in Git history that does not parse.
+fn invalid_manifests(needs: &Needs) -> impl Iterator<Item = Problem> + '_ {
+    needs.invalid.iter().map(|m| Problem {
+        kind: ProblemKind::InvalidManifest,
+        chunk: m.id,
+        files: vec![m.path.strip_suffix(SUFFIX).unwrap_or(&m.path).to_owned()],
+        hint: format!(
+            "{} in Git history is invalid ({}): it cannot be checked out; commit a fixed one",
+            m.path, m.error
+        ),
+    })
 }
 
 /// A problem for each manifest that gives `chunk` a size other than its real `len`.
@@ -201,6 +222,7 @@ pub async fn verify_remote(
                 }
                 ProblemKind::Missing => "run `nshard push` from a clone that has it",
                 ProblemKind::WrongSize => "restore the manifest from Git",
+                ProblemKind::InvalidManifest => "fix the manifest in a new commit",
             };
             report.problems.push(Problem {
                 kind,
@@ -210,6 +232,7 @@ pub async fn verify_remote(
             });
         }
     }
+    report.problems.extend(invalid_manifests(&needs));
     report.problems.sort_by_key(|p| p.chunk);
     Ok(report)
 }

@@ -179,6 +179,7 @@ impl From<VerifyReport> for pb::VerifySummary {
                         ProblemKind::Corrupt => "corrupt",
                         ProblemKind::Missing => "missing",
                         ProblemKind::WrongSize => "wrong-size",
+                        ProblemKind::InvalidManifest => "invalid-manifest",
                     }
                     .to_owned(),
                     chunk: p.chunk.to_hex(),
