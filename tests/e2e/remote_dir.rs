@@ -71,6 +71,10 @@ fn a_relative_directory_path_is_relative_to_the_working_directory() {
     std::fs::create_dir(a.base().join("usb")).unwrap();
 
     let _ = a.ok(&["push", "--remote", "../usb"]);
+    // A bare word that names no remote but a directory here is that directory.
+    std::fs::create_dir(a.path("usb2")).unwrap();
+    let _ = a.ok(&["push", "--remote", "usb2"]);
+    assert_eq!(objects_in(&a.path("usb2")).len() as u64, chunks_of(&a, FILE));
 
     assert_eq!(
         objects_in(&a.base().join("usb")).len() as u64,

@@ -143,7 +143,11 @@ impl Repo {
         if let Some(remote) = remotes.iter().find(|r| r.name == arg) {
             return Ok(configured(remote));
         }
-        let looks_like_location = arg.contains("://") || arg.contains('/') || arg.starts_with('.');
+        // A bare word is a name, unless no remote has it and it names a directory here.
+        let looks_like_location = arg.contains("://")
+            || arg.contains('/')
+            || arg.starts_with('.')
+            || cwd.join(arg).is_dir();
         if looks_like_location {
             Ok(RemoteTarget {
                 url: arg.to_owned(),
