@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 
 use serde_json::Value;
 
-use crate::sandbox::{MIB, Sandbox, random_bytes, sha256_hex};
+use crate::sandbox::{MIB, Sandbox, each, random_bytes, sha256_hex};
 
 /// 1700000000 = 2023-11-14T22:13:20Z.
 const EPOCH: &str = "1700000000";
@@ -212,12 +212,7 @@ fn commit_takes_directories_and_patterns_like_git_commit() {
     let _ = s.ok(&["track", "other/*.bin"]);
 
     let by_dir = s.json(&["commit", "-m", "dir", "models", "--json"]);
-    let files: Vec<&str> = by_dir["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let files = each(&by_dir["files"], "path");
     assert_eq!(files, ["models/a.bin", "models/b.bin"], "{by_dir:#}");
     assert!(!s.path("other/c.bin.shard.json").exists());
 

@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 
-use crate::sandbox::{MIB, Sandbox, random_bytes};
+use crate::sandbox::{MIB, Sandbox, each, random_bytes};
 
 /// Puts the directory of the built `nshard` first on the sandbox's PATH, as an installed
 /// `nshard` would be, so Git hooks can run it.
@@ -222,11 +222,7 @@ fn log_follows_renames_and_reports_growth() {
     let log = s.json(&["log", "models/b.bin", "--json"]);
     let entries = log["entries"].as_array().expect("entries");
 
-    let subjects: Vec<&str> = entries
-        .iter()
-        .map(|e| e["subject"].as_str().unwrap())
-        .collect();
-    assert_eq!(subjects, ["rename", "v2", "v1"]);
+    assert_eq!(each(&log["entries"], "subject"), ["rename", "v2", "v1"]);
     assert_eq!(
         entries[2]["path"], "models/a.bin",
         "the old name is reported"
@@ -363,13 +359,8 @@ fn log_finds_the_history_of_non_ascii_paths() {
     let _ = s.git(&["commit", "-q", "-am", "v2"]);
 
     let log = s.json(&["log", "models/é ü.bin", "--json"]);
-    let entries = log["entries"].as_array().expect("entries");
-    let subjects: Vec<&str> = entries
-        .iter()
-        .map(|e| e["subject"].as_str().unwrap())
-        .collect();
-    assert_eq!(subjects, ["v2", "v1"], "{log:#}");
-    assert_eq!(entries[1]["path"], "models/é ü.bin");
+    assert_eq!(each(&log["entries"], "subject"), ["v2", "v1"], "{log:#}");
+    assert_eq!(log["entries"][1]["path"], "models/é ü.bin");
 }
 
 #[test]

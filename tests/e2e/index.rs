@@ -2,7 +2,7 @@
 //! stopped or running, loses nothing: status and checkout stay right. Each test boots its own
 //! daemon in a `Sandbox`.
 
-use crate::sandbox::{MIB, Sandbox, random_bytes};
+use crate::sandbox::{MIB, Sandbox, each, random_bytes};
 
 /// a.bin committed and clean, b.bin committed then edited, c.bin committed then deleted.
 fn committed() -> (Sandbox, Vec<u8>) {
@@ -21,12 +21,7 @@ fn committed() -> (Sandbox, Vec<u8>) {
 
 fn assert_still_right(s: &Sandbox, c: &[u8]) {
     let status = s.json(&["status", "--json"]);
-    let states: Vec<&str> = status["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["state"].as_str().unwrap())
-        .collect();
+    let states = each(&status["files"], "state");
     assert_eq!(states, ["clean", "modified", "missing"], "{status:#}");
     let _ = s.ok(&["checkout", "models/c.bin.shard.json"]);
     assert!(s.read("models/c.bin") == c, "c.bin differs after checkout");

@@ -1,7 +1,7 @@
 //! Setting a repository up: `nshard init`, `nshard git-init`, `nshard track`, and the error a
 //! command gives outside any repository. Each test boots its own daemon in a `Sandbox`.
 
-use crate::sandbox::{Sandbox, random_bytes};
+use crate::sandbox::{Sandbox, each, random_bytes};
 
 #[test]
 fn init_creates_the_shard_directory() {
@@ -191,12 +191,7 @@ fn files_named_like_patterns_are_tracked_and_ignored_exactly() {
     let _ = s.ok(&["commit", "-m", "first"]);
 
     let status = s.json(&["status", "--json"]);
-    let tracked: Vec<&str> = status["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let tracked = each(&status["files"], "path");
     assert_eq!(
         tracked,
         ["star*.bin", "trail.bin ", "w[1].bin"],

@@ -225,8 +225,13 @@ impl Sandbox {
 
     /// Runs `nshard args` in the repository root, asserts success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(&self.root, args)
+    }
+
+    /// Runs `nshard args` in `cwd`, asserts success, returns stdout.
+    pub fn ok_in(&self, cwd: &Path, args: &[&str]) -> String {
         let out = self
-            .nshard()
+            .nshard_in(cwd)
             .args(args)
             .assert()
             .success()
@@ -599,3 +604,14 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// 1 MiB.
 pub const MIB: usize = 1 << 20;
+
+/// The string field `key` of every entry of the JSON array `list`, in order: the paths of
+/// `status --json`'s files, the states, and so on.
+#[must_use]
+pub fn each<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|entry| entry[key].as_str().expect("a string field"))
+        .collect()
+}
