@@ -1,7 +1,7 @@
 //! Binding the Unix socket (or taking one from systemd) and serving the gRPC service on it
 //! until the shutdown token is cancelled.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,9 +61,20 @@ pub fn listen(path: &Path) -> std::io::Result<Listener> {
         // Binding our own socket still serves the user; say why the manager's went unused.
         Err(e) => tracing::warn!(error = %e, "ignoring the socket passed in LISTEN_FDS"),
     }
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    // Only a leftover socket is ours to remove: any other file there is somebody's data.
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket: choose another --socket path",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(crate::fsutil::with_path(e, path)),
     }
     let listener = UnixListener::bind(path).map_err(|e| crate::fsutil::with_path(e, path))?;
     fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
