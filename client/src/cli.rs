@@ -386,7 +386,8 @@ pub fn shardd_bin_override() -> Option<PathBuf> {
 )]
 pub fn autostart() -> bool {
     let value = std::env::var_os("NSHARD_AUTOSTART").unwrap_or_default();
-    !matches!(value.to_str(), Some("0" | "false" | "no" | "off"))
+    let value = value.to_string_lossy().trim().to_ascii_lowercase();
+    !matches!(value.as_str(), "0" | "false" | "no" | "off")
 }
 
 /// The socket when `--socket` is not given: `SHARDD_SOCKET`, else the default path from

@@ -33,13 +33,16 @@ impl Ctx {
     /// A client of a running daemon (started if needed).
     pub async fn client(&self) -> Result<Client> {
         if !cli::autostart() {
-            return crate::daemon::existing(&self.socket).await.map(|(client, _)| client).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "shardd is not answering on {} and NSHARD_AUTOSTART=0 forbids starting one: start \
-                     it with your service manager (e.g. `systemctl --user start shardd`)",
-                    self.socket.display()
-                )
-            });
+            return crate::daemon::existing(&self.socket)
+                .await?
+                .map(|(client, _)| client)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "shardd is not running on {} and NSHARD_AUTOSTART forbids starting one: \
+                         start it with your service manager (e.g. `systemctl --user start shardd`)",
+                        self.socket.display()
+                    )
+                });
         }
         ensure_running(&self.socket, cli::shardd_bin_override().as_deref()).await
     }

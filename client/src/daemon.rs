@@ -39,26 +39,67 @@ pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
         .await
 }
 
-/// Connects to a daemon that answers, with a compatible version.
-async fn probe(socket: &Path) -> Option<(Client, DaemonStatusResponse)> {
-    let channel = connect(socket).await.ok()?;
-    let mut client = SharddClient::new(channel).max_decoding_message_size(64 << 20);
-    let status = client
-        .daemon_status(DaemonStatusRequest {})
+/// How long a daemon may take to answer `DaemonStatus`, which never waits for other work. A
+/// daemon that accepts connections but stays silent longer is stuck (or stopped, `kill -STOP`).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What answers on a socket.
+enum Probe {
+    /// A daemon, with its status.
+    Answered(Client, Box<DaemonStatusResponse>),
+    /// Nothing: no socket, or nobody behind it.
+    Nothing,
+    /// Something accepts connections but does not answer.
+    Stuck,
+}
+
+/// Asks whatever is behind `socket` for its status, waiting at most [`ANSWER_TIMEOUT`].
+async fn probe(socket: &Path) -> Probe {
+    let ask = async {
+        let Ok(channel) = connect(socket).await else {
+            return Probe::Nothing;
+        };
+        let mut client = SharddClient::new(channel).max_decoding_message_size(64 << 20);
+        match client.daemon_status(DaemonStatusRequest {}).await {
+            Ok(status) => Probe::Answered(client, Box::new(status.into_inner())),
+            Err(_) => Probe::Nothing,
+        }
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, ask)
         .await
-        .ok()?
-        .into_inner();
-    Some((client, status))
+        .unwrap_or(Probe::Stuck)
 }
 
-/// A client of a running daemon; never starts one (for `nshard daemon status|stop`).
-pub async fn existing(socket: &Path) -> Option<(Client, DaemonStatusResponse)> {
-    probe(socket).await
+/// The error for a daemon that does not answer, naming its pid when the pidfile has one.
+fn stuck(socket: &Path) -> anyhow::Error {
+    let pid = pidfile_pid(socket).map_or_else(String::new, |pid| format!(" (pid {pid})"));
+    anyhow!(
+        "shardd{pid} accepts connections on {} but has not answered for {ANSWER_TIMEOUT:?}: stop \
+         it with `nshard daemon stop`",
+        socket.display()
+    )
 }
 
-/// A client of a daemon of our own version, starting (or restarting) one when needed.
+/// The pid the daemon behind `socket` wrote into its pidfile.
+pub fn pidfile_pid(socket: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(shard_proto::pidfile_path(socket)).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// A client of a running daemon; never starts one (for `nshard daemon status|stop`). `None`
+/// when nothing runs; an error when a daemon runs but does not answer.
+pub async fn existing(socket: &Path) -> Result<Option<(Client, DaemonStatusResponse)>> {
+    match probe(socket).await {
+        Probe::Answered(client, status) => Ok(Some((client, *status))),
+        Probe::Nothing => Ok(None),
+        Probe::Stuck => Err(stuck(socket)),
+    }
+}
+
+/// A client of a daemon of our version (or a newer one speaking our protocol), starting (or
+/// restarting) one when needed.
 pub async fn ensure_running(socket: &Path, shardd: Option<&Path>) -> Result<Client> {
-    if let Some((client, status)) = probe(socket).await {
+    if let Some((client, status)) = existing(socket).await? {
         if compatible(&status) {
             return Ok(client);
         }
@@ -73,7 +114,7 @@ pub async fn ensure_running(socket: &Path, shardd: Option<&Path>) -> Result<Clie
         .context("startup lock task failed")?
         .with_context(|| format!("failed to lock {}", lock_path.display()))?;
     // Another nshard may have started the daemon while we waited for the lock.
-    if let Some((client, status)) = probe(socket).await
+    if let Probe::Answered(client, status) = probe(socket).await
         && compatible(&status)
     {
         return Ok(client);
@@ -83,17 +124,35 @@ pub async fn ensure_running(socket: &Path, shardd: Option<&Path>) -> Result<Clie
     result
 }
 
+/// A daemon of our protocol that is not older than this client serves us; a newer one is
+/// never replaced by an older client (two installed versions would take turns).
 fn compatible(status: &DaemonStatusResponse) -> bool {
     status.protocol_version == shard_proto::PROTOCOL_VERSION
-        && status.version == env!("CARGO_PKG_VERSION")
+        && version(&status.version) >= version(env!("CARGO_PKG_VERSION"))
 }
 
-/// Stops a daemon of another version if we started it; otherwise explains how to.
+/// `1.2.3` as comparable numbers (anything after `-` or `+` ignored; junk counts as 0).
+fn version(text: &str) -> Vec<u64> {
+    let core = text.split(['-', '+']).next().unwrap_or_default();
+    core.split('.').map(|n| n.parse().unwrap_or(0)).collect()
+}
+
+/// Stops an older daemon if we started it; otherwise explains how to.
 async fn replace_outdated(
     mut client: Client,
     status: &DaemonStatusResponse,
     socket: &Path,
 ) -> Result<()> {
+    if version(&status.version) > version(env!("CARGO_PKG_VERSION")) {
+        bail!(
+            "shardd {} (pid {}) on {} is newer than this nshard {} and speaks another protocol: \
+             upgrade nshard",
+            status.version,
+            status.pid,
+            socket.display(),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     if !status.auto_spawned {
         bail!(
             "shardd {} (pid {}) is serving {} but this nshard is {}: restart it with `nshard daemon \
@@ -111,7 +170,7 @@ async fn replace_outdated(
 /// Waits until nothing answers on `socket` any more.
 pub async fn wait_until_gone(socket: &Path) -> Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
-    while probe(socket).await.is_some() {
+    while !matches!(probe(socket).await, Probe::Nothing) {
         if Instant::now() > deadline {
             bail!(
                 "shardd on {} did not stop within {STARTUP_TIMEOUT:?}",
@@ -161,6 +220,8 @@ async fn spawn_and_wait(socket: &Path, shardd: Option<&Path>) -> Result<Client> 
         .arg("--socket")
         .arg(socket)
         .arg("--auto-spawned")
+        // Not the caller's directory: the daemon outlives it and must not keep a mount busy.
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -178,7 +239,7 @@ async fn wait_ready(
 ) -> Result<Client> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
-        if let Some((client, _)) = probe(socket).await {
+        if let Probe::Answered(client, _) = probe(socket).await {
             return Ok(client);
         }
         if let Some(status) = child
@@ -186,7 +247,13 @@ async fn wait_ready(
             .context("failed to check on the new daemon")?
         {
             let tail = log_tail(log_path, log_start);
-            return Err(anyhow!("shardd failed to start ({status}):\n{tail}"));
+            return Err(match startup_error(&tail) {
+                Some(reason) => anyhow!("shardd failed to start: {reason}"),
+                None => anyhow!(
+                    "shardd failed to start ({status}); see {}",
+                    log_path.display()
+                ),
+            });
         }
         if Instant::now() > deadline {
             let tail = log_tail(log_path, log_start);
@@ -197,6 +264,19 @@ async fn wait_ready(
         }
         tokio::time::sleep(STARTUP_POLL).await;
     }
+}
+
+/// The message of the last error a failed daemon logged, without the log line's time, level
+/// and target (`2026-… ERROR shardd: socket directory … (mode 755); run chmod 700 on it`).
+/// Without such a line (a daemon that died before its logging started), the last line.
+fn startup_error(log: &str) -> Option<String> {
+    let Some(line) = log.lines().rev().find(|l| l.contains(" ERROR ")) else {
+        let last = log.lines().rev().find(|l| !l.trim().is_empty())?;
+        return Some(last.trim().to_owned());
+    };
+    let message = line.split_once(" ERROR ").map_or(line, |(_, m)| m);
+    let message = message.split_once(": ").map_or(message, |(_, m)| m);
+    Some(message.trim().to_owned())
 }
 
 /// The last lines the daemon logged since `start`.
@@ -232,4 +312,30 @@ fn find_shardd(explicit: Option<&Path>) -> Result<PathBuf> {
         .ok_or_else(|| {
             anyhow!("cannot find the shardd binary beside nshard or on PATH; set SHARDD_BIN")
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_start_reads_as_one_sentence() {
+        let log = "2026-11-30T12:07:31.394158Z  INFO shardd: starting\n\
+                   2026-11-30T12:07:31.394158Z ERROR shardd: socket directory /x is accessible \
+                   to other users (mode 755); run `chmod 700` on it\n";
+        assert_eq!(
+            startup_error(log).as_deref(),
+            Some(
+                "socket directory /x is accessible to other users (mode 755); run `chmod 700` on it"
+            )
+        );
+        assert_eq!(startup_error(""), None);
+    }
+
+    #[test]
+    fn versions_compare_by_number() {
+        assert!(version("0.10.0") > version("0.9.9"));
+        assert!(version("1.0.0-rc1") == version("1.0.0"));
+        assert!(version("0.1.0") >= version("0.1.0"));
+    }
 }

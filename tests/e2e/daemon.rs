@@ -213,3 +213,32 @@ fn autostart_can_be_turned_off_for_a_service_manager() {
     assert!(message.contains("NSHARD_AUTOSTART"), "{message}");
     assert!(!s.socket().exists(), "a daemon was started anyway");
 }
+
+#[test]
+fn a_daemon_that_stops_answering_is_named_and_can_still_be_stopped() {
+    let s = Sandbox::with_repo();
+    let _ = s.ok(&["status"]);
+    let pid = s.pidfile_pid().expect("the daemon wrote its pid");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+
+    let message = s.fails(&["daemon", "status"]);
+    assert!(message.contains("has not answered"), "{message}");
+    assert!(message.contains(&format!("pid {pid}")), "{message}");
+    let said = s.ok(&["daemon", "stop"]);
+    assert!(said.contains("with SIGTERM"), "{said}");
+    // Gone, or a zombie nobody reaped yet: either way it no longer runs.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = state.rsplit(')').next().unwrap_or_default().trim_start();
+    assert!(
+        state.is_empty() || state.starts_with('Z'),
+        "shardd {pid} still runs: {state}"
+    );
+}
