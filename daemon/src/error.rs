@@ -44,6 +44,12 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
+    /// A request whose `cwd` is not an absolute path to an existing directory.
+    #[error("cwd `{}` must be the absolute path of an existing directory", .cwd.display())]
+    BadCwd {
+        /// What the request said.
+        cwd: PathBuf,
+    },
     /// A committed file that is not in the working tree.
     #[error("{path} is missing from the working tree: `nshard checkout {path}` restores it")]
     FileMissing {
@@ -315,6 +321,7 @@ impl Error {
                 Code::FailedPrecondition
             }
             Self::OutsideRepository { .. }
+            | Self::BadCwd { .. }
             | Self::BadPattern { .. }
             | Self::NotTracked { .. }
             | Self::NotTrackable { .. }

@@ -8,15 +8,18 @@ use clap::Parser;
 use shardd::config::{Config, Overrides};
 use tokio_util::sync::CancellationToken;
 
-/// The NeuroShard daemon. Runs in the foreground; `nshard` starts it on demand.
+/// The NeuroShard daemon: serves `nshard` and editor plugins over gRPC on a Unix socket,
+/// watches tracked files and chunks them in the background. Runs in the foreground; `nshard`
+/// starts it on demand.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Flags {
     /// Unix socket to serve on [env: `SHARDD_SOCKET`].
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Exit after this long without requests, e.g. `30m` (`0` = never) [env: `SHARDD_IDLE_TIMEOUT`].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Exit after this long without requests, e.g. `30m` (`0` = never).
+    // Read through clap, so a typo in the variable is an error rather than no timeout.
+    #[arg(long, env = "SHARDD_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
     idle_timeout: Option<Duration>,
     /// Set by `nshard` when it starts the daemon, so a newer client may restart it.
     #[arg(long, hide = true)]

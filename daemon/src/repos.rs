@@ -30,8 +30,8 @@ impl Repos {
     /// Resolves the repository containing `cwd` (an absolute path sent by the client).
     pub fn resolve(&self, cwd: &str) -> Result<(Repo, Arc<Handle>)> {
         let cwd = Path::new(cwd);
-        if !cwd.is_absolute() {
-            return Err(Error::NotARepository {
+        if !cwd.is_absolute() || !cwd.is_dir() {
+            return Err(Error::BadCwd {
                 cwd: cwd.to_path_buf(),
             });
         }

@@ -231,3 +231,27 @@ fn a_subscriber_does_not_keep_the_daemon_from_stopping() {
     let _ = events.wait_until_ended(EVENT_TIMEOUT);
     assert_eq!(s.json(&["daemon", "status", "--json"])["running"], false);
 }
+
+#[test]
+fn a_cwd_that_is_not_an_existing_absolute_directory_is_an_invalid_argument() {
+    let s = Sandbox::with_repo();
+    let _ = s.ok(&["status"]);
+    let missing = s.base().join("no-such-dir");
+    for cwd in ["", "relative/dir", missing.to_str().unwrap()] {
+        let refused = runtime().block_on(async {
+            let channel = channel(s.socket()).await.expect("connect to the daemon");
+            SharddClient::new(channel)
+                .status(StatusRequest {
+                    cwd: cwd.to_owned(),
+                })
+                .await
+                .expect_err("no such directory")
+        });
+        assert_eq!(
+            refused.code(),
+            tonic::Code::InvalidArgument,
+            "{cwd:?}: {refused:?}"
+        );
+        assert!(refused.message().contains("absolute path"), "{refused:?}");
+    }
+}

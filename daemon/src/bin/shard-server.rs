@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
+    name = "shard-server",
     version,
     about = "NeuroShard's remote chunk server: the /v1 HTTP API",
     args_conflicts_with_subcommands = true

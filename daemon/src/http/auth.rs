@@ -43,13 +43,18 @@ impl fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// Reads a token file. Warns when other users may read it.
+    /// Reads a token file. Warns when every user may read it.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = fs_err::read_to_string(path).map_err(Error::TokenFile)?;
+        // Group access is how a root-owned file reaches the service user (0640 root:group,
+        // as the systemd unit installs it); access for every user is the mistake.
         if let Ok(meta) = fs_err::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
+            && meta.permissions().mode() & 0o007 != 0
         {
-            tracing::warn!(path = %path.display(), "token file is readable by other users; run `chmod 600` on it");
+            tracing::warn!(
+                path = %path.display(),
+                "token file is readable by every user; run `chmod o-rwx` on it"
+            );
         }
         Self::parse(&text, path)
     }
