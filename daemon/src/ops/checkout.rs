@@ -135,6 +135,9 @@ pub fn checkout_from(
         if path.is_dir() {
             return Err(Error::NotAFile { path: file.clone() });
         }
+        // Taken before anything is decided about the file: an edit at any later moment, even
+        // while the checks below run, shows as a different stamp before the rename.
+        let seen = stamp_if_present(&path)?;
         if path.exists() {
             let current = content_hash(repo, index, file)?;
             if current == manifest.sha256 {
@@ -158,7 +161,6 @@ pub fn checkout_from(
             });
         }
         ensure_parent_inside(repo, &path)?;
-        let seen = stamp_if_present(&path)?;
         write_file(source, file, manifest, &path, reporter, |reporter| {
             // Last look before the rename: an edit made while the file was rebuilt is as
             // precious as one made before, and a client that went away must not find its
