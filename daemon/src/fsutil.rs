@@ -43,10 +43,7 @@ pub fn rebuild_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
             let stale = entry.file_name().to_str().is_some_and(|n| {
                 n.strip_prefix(&prefix)
                     .and_then(|rest| rest.strip_suffix(".tmp"))
-                    .is_some_and(|random| {
-                        random.len() == RANDOM_CHARS
-                            && random.bytes().all(|b| b.is_ascii_alphanumeric())
-                    })
+                    .is_some_and(is_random_part)
             });
             if stale {
                 tracing::info!(path = %entry.path().display(), "removing a leftover temporary file");
@@ -60,6 +57,21 @@ pub fn rebuild_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| with_path(e, dir))
+}
+
+/// True for the name of a [`rebuild_sibling`] temporary file (of any file).
+#[must_use]
+pub fn is_rebuild_temp(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(REBUILD_MARK)
+            .and_then(|(_, rest)| rest.strip_suffix(".tmp"))
+            .is_some_and(is_random_part)
+}
+
+/// True for the random part of a temporary file's name.
+fn is_random_part(text: &str) -> bool {
+    text.len() == RANDOM_CHARS && text.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The directory of `path` (`.` for a bare name) and its file name.

@@ -259,3 +259,25 @@ fn untrack_says_what_a_pattern_or_a_manifest_still_tracks() {
     assert!(said.contains("models/a.bin keeps its manifest"), "{said}");
     assert!(said.contains("git rm models/a.bin.shard.json"), "{said}");
 }
+
+#[test]
+fn a_pattern_never_hides_untracked_directories_or_gits_own_files() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    let _ = s.ok(&["git-init"]);
+    s.write("m/w.bin", b"weights");
+    s.write("m/sub/train.py", b"print(1)");
+    s.write(".shardconfig", b"");
+    s.write("m/.m.bin.nshard-Ab12Cd.tmp", b"a checkout's leftover");
+    let _ = s.ok(&["track", "m/*"]);
+    let _ = s.ok(&["track", "*"]);
+
+    let status = s.json(&["status", "--json"]);
+    assert_eq!(each(&status["files"], "path"), ["m/w.bin"], "{status:#}");
+    assert!(s.git_ignores("m/w.bin"));
+    for kept in ["m/sub/train.py", ".gitignore", ".shardconfig"] {
+        assert!(!s.git_ignores(kept), "Git ignores {kept}");
+    }
+    let message = s.fails(&["track", ".gitignore"]);
+    assert!(message.contains("versioned by Git as it is"), "{message}");
+}

@@ -41,7 +41,8 @@ pub fn refresh_if_managed(repo: &Repo) -> Result<()> {
 }
 
 /// `/.shard/`, each tracked pattern and committed file (anchored at the root), the temporary
-/// files of checkouts, and a final re-include of manifests so no pattern can hide one from Git.
+/// files of checkouts, and final re-includes of Git's and NeuroShard's configuration files and
+/// of manifests, so no pattern can hide one from Git.
 fn entries(repo: &Repo) -> Result<Vec<String>> {
     let mut entries = vec![format!("/{}/", crate::repo::SHARD_DIR)];
     let mut add = |entry: String| {
@@ -56,6 +57,10 @@ fn entries(repo: &Repo) -> Result<Vec<String>> {
         // file below them is still matched by the pattern itself.
         if pattern.ends_with("/**") {
             add(format!("!/{}/", one_line(pattern)));
+        } else if crate::repo::is_glob(pattern) {
+            // Only files are tracked: `m/*` must not hide the directories it also matches
+            // (and everything in them) from Git.
+            add(format!("!/{}/", one_line(pattern)));
         }
     }
     for tracked in repo.tracked()? {
@@ -63,6 +68,12 @@ fn entries(repo: &Repo) -> Result<Vec<String>> {
     }
     // A file a checkout is writing, or one a crash left (the next checkout of it removes it).
     entries.push(format!(".*{}*.tmp", crate::fsutil::REBUILD_MARK));
+    // Git's and NeuroShard's own files stay visible whatever a pattern (`*`) matches.
+    entries.extend(
+        crate::repo::walk::CONFIG_FILES
+            .iter()
+            .map(|f| format!("!{f}")),
+    );
     entries.push(format!("!*{}", manifest::SUFFIX));
     Ok(entries)
 }

@@ -109,6 +109,12 @@ fn to_pattern(repo: &Repo, cwd: &Path, arg: &str) -> Result<String> {
             "a manifest records paths with `/` only, and `\\` separates directories on Windows: rename it",
         ));
     }
+    let name = rel.rsplit('/').next().unwrap_or(&rel);
+    if crate::repo::walk::CONFIG_FILES.contains(&name) {
+        return Err(refuse(
+            "Git's and NeuroShard's own configuration is versioned by Git as it is",
+        ));
+    }
     if rel.ends_with(crate::manifest::SUFFIX) {
         return Err(refuse("manifests are committed to Git as they are"));
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use fs_err as fs;
 
+use super::remotes::SHARED_CONFIG;
 use super::{Repo, SHARD_DIR};
 use crate::error::Result;
 use crate::manifest;
@@ -79,6 +80,14 @@ impl Repo {
     }
 }
 
+/// Files no pattern can track: Git's and NeuroShard's own configuration (versioned by Git as
+/// they are), and the temporary file a checkout is writing (or a crash left).
+pub const CONFIG_FILES: [&str; 4] = [".gitignore", ".gitattributes", ".gitmodules", SHARED_CONFIG];
+
+fn never_tracked(name: &str) -> bool {
+    CONFIG_FILES.contains(&name) || crate::fsutil::is_rebuild_temp(name)
+}
+
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -108,7 +117,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
             if !SKIPPED_DIRS.contains(&name.as_str()) {
                 walk(&entry.path(), &rel, out)?;
             }
-        } else if file_type.is_file() {
+        } else if file_type.is_file() && !never_tracked(&name) {
             out.push(rel);
         }
     }
