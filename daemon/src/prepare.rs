@@ -229,29 +229,28 @@ impl Worker {
         if handle.index.prepared(rel, &stamp).is_some() {
             return Ok(());
         }
-        if let Some(known) = handle.index.known_hash(rel, &stamp) {
-            let committed = repo
-                .read_manifest(rel)
-                .ok()
-                .is_some_and(|m| m.sha256 == known);
-            if committed {
-                return Ok(()); // Clean: nothing to prepare.
-            }
+        let manifest = repo.read_manifest(rel).ok();
+        if let Some(known) = handle.index.known_hash(rel, &stamp)
+            && manifest.as_ref().is_some_and(|m| m.sha256 == known)
+        {
+            return Ok(()); // Clean: nothing to prepare.
         }
+        // The chunking the next commit will use (see `ops::commit`).
+        let chunking = manifest.map_or(repo.config.chunking, |m| m.chunking);
         let lock = Arc::clone(&handle.lock);
         let mut reporter = Reporter::activity(Arc::clone(&self.activity), root, rel)
             .yielding_to(move || lock.try_lock().is_err());
         let hashed = hash_file(
             &path,
             rel,
-            &repo.config.chunking,
+            &chunking,
             Storing::Compressed(&repo.store),
             &mut reporter,
         )?;
         let prepared = Prepared {
             stamp: hashed.stamp.expect("set after hashing"),
             sha256: hashed.digest(),
-            chunking: repo.config.chunking,
+            chunking,
             new_chunks: hashed.new_chunks,
             new_bytes: hashed.new_bytes,
             stored_bytes: hashed.stored_bytes,

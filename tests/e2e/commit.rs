@@ -223,3 +223,29 @@ fn commit_takes_directories_and_patterns_like_git_commit() {
     let message = s.fails(&["commit", "-m", "none", "empty"]);
     assert!(message.contains("no tracked file is in empty"), "{message}");
 }
+
+#[test]
+fn a_file_keeps_its_manifests_chunking_even_where_the_config_says_otherwise() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init", "--chunk-size", "64KiB"]);
+    let v1 = random_bytes(93, 2 * MIB);
+    s.write("m.bin", &v1);
+    let _ = s.ok(&["track", "m.bin"]);
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    // A fresh clone has no .shard/config.toml (it is never committed): default chunking, and
+    // m.bin is tracked through its manifest only.
+    let _ = s.ok(&["daemon", "stop"]);
+    std::fs::remove_file(s.path(".shard/config.toml")).unwrap();
+    let mut v2 = v1.clone();
+    v2[MIB..MIB + 1024].copy_from_slice(&random_bytes(94, 1024));
+    s.write("m.bin", &v2);
+
+    let out = s.json(&["commit", "-m", "v2", "--json"]);
+
+    assert_eq!(
+        s.manifest("m.bin")["chunking"]["avg_size"],
+        65536,
+        "{out:#}"
+    );
+    assert!(out["new_chunks"].as_u64().unwrap() <= 2, "{out:#}");
+}

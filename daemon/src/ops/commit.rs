@@ -1,5 +1,6 @@
 //! `nshard commit`: chunk and store every changed tracked file, then write its manifest.
 
+use crate::chunk::cdc::Chunking;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::index::{FileStamp, Index};
@@ -82,12 +83,17 @@ pub fn commit(
                 }
             }
         }
-        let hashed = match prepared(repo, index, &file, &stamp) {
+        // A file keeps the chunking its manifest records, so its versions share chunks even
+        // in a clone whose (never committed) config says otherwise.
+        let chunking = previous
+            .as_ref()
+            .map_or(repo.config.chunking, |p| p.chunking);
+        let hashed = match prepared(repo, index, &file, &stamp, &chunking) {
             Some(hashed) => hashed,
             None => hash_file(
                 &path,
                 &file,
-                &repo.config.chunking,
+                &chunking,
                 Storing::Deferred(&repo.store),
                 reporter,
             )?,
@@ -107,7 +113,7 @@ pub fn commit(
             path: file.clone(),
             size: hashed.size,
             sha256: hashed.digest(),
-            chunking: repo.config.chunking,
+            chunking,
             message: options.message.clone(),
             created_at: options.created_at.clone(),
             chunks: hashed.chunks,
@@ -133,11 +139,16 @@ pub fn commit(
 }
 
 /// The daemon's background result for `file`, if it was made from the file exactly as it is
-/// now, with today's chunking, and all its chunks are still stored.
-fn prepared(repo: &Repo, index: &Index, file: &str, stamp: &FileStamp) -> Option<Hashed> {
+/// now, with `chunking`, and all its chunks are still stored.
+fn prepared(
+    repo: &Repo,
+    index: &Index,
+    file: &str,
+    stamp: &FileStamp,
+    chunking: &Chunking,
+) -> Option<Hashed> {
     let p = index.prepared(file, stamp)?;
-    let usable = p.chunking == repo.config.chunking
-        && p.chunks.iter().all(|c| repo.store.contains(&c.sha256));
+    let usable = p.chunking == *chunking && p.chunks.iter().all(|c| repo.store.contains(&c.sha256));
     usable.then(|| Hashed {
         size: p.stamp.size,
         sha256: Some(p.sha256),
