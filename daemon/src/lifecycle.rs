@@ -116,12 +116,14 @@ pub fn cancel_on_signals(token: CancellationToken) -> io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     drop(tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
             () = token.cancelled() => return,
-        }
+        };
+        // Shut down first: nothing, not even logging, may stand in the way.
         token.cancel();
+        tracing::info!("{name} received; shutting down");
     }));
     Ok(())
 }

@@ -242,3 +242,37 @@ fn a_daemon_that_stops_answering_is_named_and_can_still_be_stopped() {
         "shardd {pid} still runs: {state}"
     );
 }
+
+#[test]
+fn sigterm_stops_a_daemon_whose_stderr_reader_went_away() {
+    let s = Sandbox::with_repo();
+    let _ = s.ok(&["daemon", "stop"]); // The one `with_repo` started.
+    let mut daemon = s
+        .command(s.shardd_bin())
+        .args(["--socket", s.socket().to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `shardd 2>&1 | head -1`: the reader leaves, and every later log line hits EPIPE.
+    drop(daemon.stderr.take());
+    let _ = s.ok(&["status"]);
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "shardd ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "shardd did not shut down cleanly: {status}");
+    assert!(!s.socket().exists(), "the socket was left behind");
+}

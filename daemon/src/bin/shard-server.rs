@@ -2,7 +2,8 @@
 //! or run one maintenance command over the storage (`gc`, `verify`) and print its report.
 
 use std::collections::HashMap;
-use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::io::{IsTerminal as _, Write as _};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -82,7 +83,9 @@ async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("SHARDD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    logs.with_ansi(ansi).with_writer(std::io::stderr).init();
+    logs.with_ansi(ansi)
+        .with_writer(shardd::config::LogWriter)
+        .init();
     let result = match cli.command {
         None => serve(cli.serve).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Gc(flags)) => collect(flags).await.map(|()| ExitCode::SUCCESS),
@@ -116,7 +119,12 @@ async fn serve(flags: ServeFlags) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     shardd::lifecycle::cancel_on_signals(shutdown.clone()).context("failed to handle signals")?;
     let server = Server::bind(config).await?;
-    eprintln!("shard-server listening on http://{}", server.local_addr());
+    // Not eprintln!: with stderr a closed pipe it would panic, and the server must run on.
+    let _ = writeln!(
+        std::io::stderr(),
+        "shard-server listening on http://{}",
+        server.local_addr()
+    );
     Ok(server.run(shutdown).await?)
 }
 
