@@ -17,7 +17,8 @@ pub fn split(data: &[u8], width: usize, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(data.len());
     for byte in 0..width {
-        out.extend(data[byte..whole].iter().step_by(width));
+        // Not `data[byte..whole]`: with fewer bytes than one number, `byte` is past `whole`.
+        out.extend(data[..whole].iter().skip(byte).step_by(width));
     }
     out.extend_from_slice(&data[whole..]);
 }
