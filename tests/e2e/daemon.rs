@@ -273,6 +273,9 @@ fn sigterm_stops_a_daemon_whose_stderr_reader_went_away() {
         assert!(Instant::now() < deadline, "shardd ignored SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "shardd did not shut down cleanly: {status}");
+    assert!(
+        status.success(),
+        "shardd did not shut down cleanly: {status}"
+    );
     assert!(!s.socket().exists(), "the socket was left behind");
 }

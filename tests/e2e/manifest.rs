@@ -103,18 +103,28 @@ fn a_manifest_that_misstates_a_chunk_size_is_refused_and_verify_names_it() {
     // The tiling stays valid (file size and last chunk grow together) and every chunk id is
     // sound: only the chunk's real length can tell.
     let message = refused(|s| {
+        let remote = s.base().join("remote");
+        std::fs::create_dir(&remote).unwrap();
+        let remote = remote.to_str().unwrap();
+        let _ = s.ok(&["push", "--remote", remote]);
         edit(s, |m| {
             let last = m["chunks"].as_array().unwrap().len() - 1;
             m["chunks"][last]["size"] = json!(m["chunks"][last]["size"].as_u64().unwrap() + 1000);
             m["size"] = json!(m["size"].as_u64().unwrap() + 1000);
         });
-        let out = s.nshard().args(["verify", "--json"]).output().unwrap();
-        assert_eq!(out.status.code(), Some(1), "verify must fail");
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let problems = report["problems"].as_array().unwrap();
-        assert_eq!(problems.len(), 1, "{report:#}");
-        assert_eq!(problems[0]["kind"], "wrong-size", "{report:#}");
-        assert_eq!(problems[0]["files"], json!(["models/a.bin"]), "{report:#}");
+        // Locally and against a remote alike.
+        for args in [
+            &["verify", "--json"][..],
+            &["verify", "--remote", remote, "--json"],
+        ] {
+            let out = s.nshard().args(args).output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{args:?} must fail");
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let problems = report["problems"].as_array().unwrap();
+            assert_eq!(problems.len(), 1, "{report:#}");
+            assert_eq!(problems[0]["kind"], "wrong-size", "{report:#}");
+            assert_eq!(problems[0]["files"], json!(["models/a.bin"]), "{report:#}");
+        }
     });
     assert!(message.contains("holds"), "{message}");
     assert!(message.contains("restore it from Git"), "{message}");

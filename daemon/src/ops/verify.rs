@@ -206,7 +206,7 @@ pub async fn verify_remote(
     let mut checks = futures::stream::iter(needs.files.keys().copied())
         .map(|hash| check_remote_chunk(&remote, hash))
         .buffer_unordered(REMOTE_JOBS);
-    while let Some((hash, kind)) = checks.try_next().await? {
+    while let Some((hash, checked)) = checks.try_next().await? {
         report.chunks_checked += 1;
         reporter.report(
             "verifying",
@@ -215,41 +215,48 @@ pub async fn verify_remote(
             total,
             ProgressUnit::Chunks,
         );
-        if let Some(kind) = kind {
-            let hint = match kind {
-                ProblemKind::Corrupt => {
-                    "run `nshard push` from a clone with a good copy after deleting the remote's copy"
-                }
-                ProblemKind::Missing => "run `nshard push` from a clone that has it",
-                ProblemKind::WrongSize => "restore the manifest from Git",
-                ProblemKind::InvalidManifest => "fix the manifest in a new commit",
-            };
-            report.problems.push(Problem {
-                kind,
-                chunk: hash,
-                files: needs.files.get(&hash).cloned().unwrap_or_default(),
-                hint: hint.into(),
-            });
-        }
+        let kind = match checked {
+            Ok(len) => {
+                report.problems.extend(wrong_sizes(&needs, &hash, len));
+                continue;
+            }
+            Err(kind) => kind,
+        };
+        let hint = match kind {
+            ProblemKind::Corrupt => {
+                "run `nshard push` from a clone with a good copy after deleting the remote's copy"
+            }
+            ProblemKind::Missing => "run `nshard push` from a clone that has it",
+            ProblemKind::WrongSize => "restore the manifest from Git",
+            ProblemKind::InvalidManifest => "fix the manifest in a new commit",
+        };
+        report.problems.push(Problem {
+            kind,
+            chunk: hash,
+            files: needs.files.get(&hash).cloned().unwrap_or_default(),
+            hint: hint.into(),
+        });
     }
     report.problems.extend(invalid_manifests(&needs));
     report.problems.sort_by_key(|p| p.chunk);
     Ok(report)
 }
 
+/// Downloads and verifies one chunk: its length when it is sound, else what is wrong.
 async fn check_remote_chunk(
     remote: &Remote,
     hash: ChunkHash,
-) -> Result<(ChunkHash, Option<ProblemKind>)> {
+) -> Result<(ChunkHash, std::result::Result<usize, ProblemKind>)> {
     match remote.get(&hash).await {
         Ok(object) => {
-            let verdict =
-                tokio::task::spawn_blocking(move || codec::verify(&object, &hash).is_ok())
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-            Ok((hash, (!verdict).then_some(ProblemKind::Corrupt)))
+            let decoded = tokio::task::spawn_blocking(move || {
+                codec::decode_verified(&object, &hash).map(|chunk| chunk.len())
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok((hash, decoded.map_err(|_| ProblemKind::Corrupt)))
         }
-        Err(remote::Error::NotFound { .. }) => Ok((hash, Some(ProblemKind::Missing))),
+        Err(remote::Error::NotFound { .. }) => Ok((hash, Err(ProblemKind::Missing))),
         Err(e) => Err(e.into()),
     }
 }
