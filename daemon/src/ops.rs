@@ -27,6 +27,9 @@ use crate::activity::{Activity, Change};
 /// Progress is sent at most this often: smooth bars without flooding the socket.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The progress phase of rebuilding a file (checkout, pull).
+pub const CHECKING_OUT: &str = "checking out";
+
 /// Sends throttled progress to the client. Never blocks the work: when the client reads
 /// slowly, intermediate updates are dropped.
 pub struct Reporter {
@@ -35,6 +38,8 @@ pub struct Reporter {
     last: Option<Instant>,
     yield_when: Option<Box<dyn Fn() -> bool + Send>>,
     yielded: bool,
+    /// Where a checkout's progress on each file is shown to `status`.
+    checkouts: Option<(Arc<Activity>, PathBuf)>,
 }
 
 impl Reporter {
@@ -47,6 +52,7 @@ impl Reporter {
             last: None,
             yield_when: None,
             yielded: false,
+            checkouts: None,
         }
     }
 
@@ -59,6 +65,7 @@ impl Reporter {
             last: None,
             yield_when: None,
             yielded: false,
+            checkouts: None,
         }
     }
 
@@ -71,6 +78,7 @@ impl Reporter {
             last: None,
             yield_when: None,
             yielded: false,
+            checkouts: None,
         }
     }
 
@@ -79,7 +87,7 @@ impl Reporter {
         if let Some(should_yield) = &self.yield_when {
             self.yielded |= should_yield();
         }
-        if self.tx.is_none() && self.activity.is_none() {
+        if self.tx.is_none() && self.activity.is_none() && self.checkouts.is_none() {
             return;
         }
         let now = Instant::now();
@@ -90,6 +98,12 @@ impl Reporter {
             return;
         }
         self.last = Some(now);
+        if let Some((activity, root)) = &self.checkouts
+            && phase == CHECKING_OUT
+            && !path.is_empty()
+        {
+            activity.checking_out(root, path, done, total);
+        }
         if let Some((activity, root, rel)) = &self.activity {
             if done < total {
                 activity.emit(root, rel, Change::Preparing { done, total }, None);
@@ -118,6 +132,12 @@ impl Reporter {
     #[must_use]
     pub fn yielded(&self) -> bool {
         self.yielded
+    }
+
+    /// Shows the progress of every file this checkout (or pull) rebuilds in `root` to
+    /// `status` (see [`crate::activity::CheckoutsShown`], which clears it afterwards).
+    pub fn showing_checkouts(&mut self, activity: Arc<Activity>, root: PathBuf) {
+        self.checkouts = Some((activity, root));
     }
 
     /// True once the client that asked for the work is gone (Ctrl-C, a killed `nshard`):

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use crate::activity::{Activity, Change};
+use crate::activity::{Activity, Change, CheckoutsShown};
 use crate::chunk::cdc::{Chunking, DEFAULT_AVG_BYTES};
 use crate::error::Result;
 use crate::ops::{
@@ -268,10 +268,10 @@ impl Shardd for Service {
         let files = files
             .into_iter()
             .map(|f| {
-                let busy = self.activity.preparing(&root, &f.path);
+                let busy = self.activity.progress(&root, &f.path);
                 let mut file = pb::FileStatus::from(f);
-                if let Some((done, total)) = busy {
-                    file.activity = format!("chunking {}%", done * 100 / total.max(1));
+                if let Some((work, done, total)) = busy {
+                    file.activity = format!("{} {}%", work.verb(), done * 100 / total.max(1));
                 }
                 file
             })
@@ -314,9 +314,12 @@ impl Shardd for Service {
             .collect::<Result<_>>()?;
         let guard = Arc::clone(&handle.lock).lock_owned().await;
         let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
+        let shown = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_blocking(
             move |reporter| {
                 let _guard = guard;
+                let _shown = CheckoutsShown::new(Arc::clone(&shown.0), shown.1.clone());
+                reporter.showing_checkouts(shown.0, shown.1);
                 let files = if named.is_empty() {
                     checkout::all_files(&repo)?
                 } else {
@@ -497,9 +500,12 @@ impl Shardd for Service {
         let files = blocking(move || transfer::select(&scan, &selection)).await?;
         let index = handle.index.clone();
         let (activity, root) = (Arc::clone(&self.activity), repo.root.clone());
+        let shown = (Arc::clone(&self.activity), repo.root.clone());
         Ok(Response::new(stream_async(
-            move |reporter| async move {
+            move |mut reporter| async move {
                 let _guard = guard;
+                let _shown = CheckoutsShown::new(Arc::clone(&shown.0), shown.1.clone());
+                reporter.showing_checkouts(shown.0, shown.1);
                 transfer::pull(repo, index, files, remote, options, reporter).await
             },
             |p| pb::PullResponse {

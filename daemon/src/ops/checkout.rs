@@ -276,7 +276,7 @@ fn write_file(
             }
             whole.update(&*data);
             done += data.len() as u64;
-            reporter.bytes("checking out", file, done, manifest.size);
+            reporter.bytes(super::CHECKING_OUT, file, done, manifest.size);
             Ok(())
         },
     )?;
