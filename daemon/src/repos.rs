@@ -29,12 +29,7 @@ pub struct Repos {
 impl Repos {
     /// Resolves the repository containing `cwd` (an absolute path sent by the client).
     pub fn resolve(&self, cwd: &str) -> Result<(Repo, Arc<Handle>)> {
-        let cwd = Path::new(cwd);
-        if !cwd.is_absolute() || !cwd.is_dir() {
-            return Err(Error::BadCwd {
-                cwd: cwd.to_path_buf(),
-            });
-        }
+        let cwd = check_cwd(cwd)?;
         let repo = Repo::discover(cwd)?;
         let handle = self.handle(&repo)?;
         Ok((repo, handle))
@@ -101,5 +96,17 @@ impl Repos {
                 tracing::warn!(root = %root.display(), error = %e.render(), "index flush failed");
             }
         }
+    }
+}
+
+/// A request's `cwd` as a path: it must be the absolute path of an existing directory.
+pub fn check_cwd(cwd: &str) -> Result<&Path> {
+    let path = Path::new(cwd);
+    if path.is_absolute() && path.is_dir() {
+        Ok(path)
+    } else {
+        Err(Error::BadCwd {
+            cwd: path.to_path_buf(),
+        })
     }
 }

@@ -131,6 +131,7 @@ impl Shardd for Service {
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
         let req = request.into_inner();
+        let _ = crate::repos::check_cwd(&req.cwd)?;
         let size = u32::try_from(req.chunk_size).unwrap_or(u32::MAX);
         let chunking = match (req.fixed, size) {
             (false, 0) => Chunking::default(),

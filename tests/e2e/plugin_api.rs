@@ -253,5 +253,21 @@ fn a_cwd_that_is_not_an_existing_absolute_directory_is_an_invalid_argument() {
             "{cwd:?}: {refused:?}"
         );
         assert!(refused.message().contains("absolute path"), "{refused:?}");
+        // Init too: a relative cwd must not be taken relative to the daemon's own directory.
+        let refused = runtime().block_on(async {
+            let channel = channel(s.socket()).await.expect("connect to the daemon");
+            SharddClient::new(channel)
+                .init(shard_proto::InitRequest {
+                    cwd: cwd.to_owned(),
+                    ..Default::default()
+                })
+                .await
+                .expect_err("no such directory")
+        });
+        assert_eq!(
+            refused.code(),
+            tonic::Code::InvalidArgument,
+            "init {cwd:?}: {refused:?}"
+        );
     }
 }

@@ -223,8 +223,8 @@ impl Remote {
                     OpenError::Store(source) => object_error(url.to_owned(), source),
                 });
         }
-        let path = if let Some(rest) = url.strip_prefix("file://") {
-            PathBuf::from(rest)
+        let path = if let Some(path) = file_url_path(url) {
+            PathBuf::from(path)
         } else if url.contains("://") || url.is_empty() {
             return Err(Error::BadUrl(url.to_owned()));
         } else {
@@ -450,6 +450,14 @@ pub fn refused(remote: &str, status: u16, writing: bool) -> Error {
 }
 
 /// Classifies an `object_store` failure into the errors users can act on.
+/// The absolute path of a `file:///abs` URL, or of its RFC 8089 spelling with the local
+/// host, `file://localhost/abs`; `None` for anything else (another host included).
+fn file_url_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("file://")?;
+    let path = rest.strip_prefix("localhost").unwrap_or(rest);
+    path.starts_with('/').then_some(path)
+}
+
 /// Checks that `url` names a remote (`http(s)://host[:port]`, `file:///path`,
 /// `s3://bucket[/prefix]` or a directory path), without contacting it: `remote add` refuses
 /// what a push would refuse later.
@@ -466,7 +474,7 @@ pub fn check_url(url: &str) -> Result<(), Error> {
         "http" | "https" => {
             reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
         }
-        "file" => !rest.is_empty(),
+        "file" => file_url_path(url).is_some(),
         "s3" => rest
             .split('/')
             .next()
@@ -537,6 +545,7 @@ mod tests {
             "http://127.0.0.1:8000",
             "https://models.example.com/",
             "file:///mnt/share",
+            "file://localhost/mnt/share",
             "s3://bucket",
             "s3://bucket/prefix/x",
             "../usb",
@@ -550,6 +559,7 @@ mod tests {
             "http://",
             "http://host:notaport",
             "gopher://a/b",
+            "file://otherhost/mnt/share",
             "",
         ] {
             assert!(matches!(check_url(bad), Err(Error::BadUrl(_))), "{bad:?}");
