@@ -26,6 +26,8 @@ pub struct Repo {
     pub root: PathBuf,
     /// The configuration as last loaded.
     pub config: RepoConfig,
+    /// The tracked patterns of the committed `.shardconfig`, as last loaded.
+    pub shared_patterns: Vec<String>,
     /// The local chunk store in `.shard/`.
     pub store: LocalStore,
 }
@@ -46,10 +48,12 @@ impl Repo {
     pub fn open(root: &Path) -> Result<Self> {
         let root = root.to_path_buf();
         let config = RepoConfig::load(&root.join(SHARD_DIR).join("config.toml"))?;
+        let shared_patterns = remotes::SharedConfig::load(&root)?.track.patterns;
         let store = LocalStore::new(root.join(SHARD_DIR));
         Ok(Self {
             root,
             config,
+            shared_patterns,
             store,
         })
     }
@@ -123,9 +127,21 @@ impl Repo {
             .map_or(rel.clone(), str::to_owned))
     }
 
+    /// Every tracked pattern: the team's (`.shardconfig`), then this clone's own.
+    #[must_use]
+    pub fn tracked_patterns(&self) -> Vec<String> {
+        let mut all = self.shared_patterns.clone();
+        for pattern in &self.config.track.patterns {
+            if !all.contains(pattern) {
+                all.push(pattern.clone());
+            }
+        }
+        all
+    }
+
     /// Compiles the tracked patterns.
     pub fn patterns(&self) -> Result<GlobSet> {
-        compile_patterns(&self.config.track.patterns)
+        compile_patterns(&self.tracked_patterns())
     }
 
     /// Reads and validates the manifest of `file` (repository-relative).

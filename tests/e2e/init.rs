@@ -78,7 +78,12 @@ fn git_init_ignores_the_store_and_tracked_files_but_never_manifests() {
     let staged = s.git(&["diff", "--cached", "--name-only"]);
     assert_eq!(
         staged.lines().collect::<Vec<_>>(),
-        [".gitignore", "models/a.bin.shard.json", "notes.txt"]
+        [
+            ".gitignore",
+            ".shardconfig",
+            "models/a.bin.shard.json",
+            "notes.txt"
+        ]
     );
 }
 

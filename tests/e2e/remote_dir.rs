@@ -215,3 +215,24 @@ fn a_named_remote_with_a_relative_path_is_relative_to_the_repository() {
         "the push went below the working directory"
     );
 }
+
+#[test]
+fn a_clone_tracks_what_the_team_tracks() {
+    let a = machine_a();
+    publish(&a, FILE, &random_bytes(406, MIB), "v1");
+    let b = machine_b(&a);
+    // `models/*.bin` came with .shardconfig; Git ignores new weights through the committed
+    // .gitignore block, so the clone must track them.
+    b.write("models/new.bin", &random_bytes(407, 1000));
+    assert!(b.git_ignores("models/new.bin"));
+
+    let status = b.json(&["status", "--json"]);
+    let new = status["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "models/new.bin");
+    assert_eq!(new.map(|f| &f["state"]), Some(&serde_json::json!("new")), "{status:#}");
+    let _ = b.ok(&["commit", "-m", "from the clone"]);
+    assert!(b.path("models/new.bin.shard.json").is_file());
+}

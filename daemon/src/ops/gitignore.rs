@@ -50,7 +50,7 @@ fn entries(repo: &Repo) -> Result<Vec<String>> {
             entries.push(entry);
         }
     };
-    for pattern in &repo.config.track.patterns {
+    for pattern in &repo.tracked_patterns() {
         add(format!("/{}", one_line(pattern)));
         // `dir/**` also excludes the directories below `dir`, and Git never re-includes a file
         // (a manifest) whose parent directory is excluded. Let those directories back in: every

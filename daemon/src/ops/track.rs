@@ -1,23 +1,30 @@
-//! `nshard track` / `untrack`: edit the tracked patterns and keep `.gitignore` current.
+//! `nshard track` / `untrack`: edit the tracked patterns (the team's, in the committed
+//! `.shardconfig`) and keep `.gitignore` current.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::ops::gitignore;
+use crate::repo::remotes::SharedConfig;
 use crate::repo::{self, Repo};
 
 /// Adds patterns (relative to `cwd`). Plain paths must exist; a directory tracks everything
 /// below it. Returns the patterns that were new.
 pub fn track(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Vec<String>> {
     let mut added = Vec::new();
+    let mut shared = SharedConfig::load(&repo.root)?;
     for arg in args {
         let pattern = to_pattern(repo, cwd, arg)?;
-        if !repo.config.track.patterns.contains(&pattern) {
-            repo.config.track.patterns.push(pattern.clone());
+        if !repo.tracked_patterns().contains(&pattern) && !added.contains(&pattern) {
+            shared.track.patterns.push(pattern.clone());
             added.push(pattern);
         }
     }
-    repo.save_config()?;
+    if !added.is_empty() {
+        shared.save(&repo.root)?;
+        repo.shared_patterns = shared.track.patterns;
+    }
+    repo.ensure_shard_dir()?;
     gitignore::refresh_if_managed(repo)?;
     Ok(added)
 }
@@ -49,15 +56,17 @@ pub fn untrack(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Untracked
             .into_iter()
             .partition::<Vec<_>, _>(|p| candidates.contains(p));
         repo.config.track.patterns = kept;
+        let (gone_shared, kept) = std::mem::take(&mut repo.shared_patterns)
+            .into_iter()
+            .partition::<Vec<_>, _>(|p| candidates.contains(p));
+        repo.shared_patterns = kept;
+        let gone: Vec<String> = gone.into_iter().chain(gone_shared).collect();
         if gone.is_empty() {
-            let by_pattern = repo.config.track.patterns.iter().find(|p| {
+            let by_pattern = repo.tracked_patterns().into_iter().find(|p| {
                 repo::compile_patterns(std::slice::from_ref(p)).is_ok_and(|set| set.is_match(&rel))
             });
             return Err(match by_pattern {
-                Some(pattern) => Error::TrackedByPattern {
-                    path: rel,
-                    pattern: pattern.clone(),
-                },
+                Some(pattern) => Error::TrackedByPattern { path: rel, pattern },
                 None => Error::NotTracked { path: rel },
             });
         }
@@ -65,12 +74,14 @@ pub fn untrack(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Untracked
         removed.push(rel);
     }
     repo.save_config()?;
+    let mut shared = SharedConfig::load(&repo.root)?;
+    if shared.track.patterns != repo.shared_patterns {
+        shared.track.patterns.clone_from(&repo.shared_patterns);
+        shared.save(&repo.root)?;
+    }
     gitignore::refresh_if_managed(repo)?;
     // A manifest keeps its file versioned whatever the patterns say.
-    let (dropped, current) = (
-        repo::compile_patterns(&dropped)?,
-        repo::compile_patterns(&repo.config.track.patterns)?,
-    );
+    let (dropped, current) = (repo::compile_patterns(&dropped)?, repo.patterns()?);
     let still_versioned = repo
         .tracked()?
         .into_iter()

@@ -1,4 +1,5 @@
-//! `.shard/config.toml`: the repository's chunking, tracked patterns and remotes.
+//! `.shard/config.toml`: this clone's chunking, remotes and (older repositories, or added by
+//! hand) tracked patterns; `nshard track` records patterns in the committed `.shardconfig`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -28,6 +29,14 @@ pub struct RepoConfig {
 pub struct Track {
     /// Patterns in the order they were added.
     pub patterns: Vec<String>,
+}
+
+impl Track {
+    /// No patterns.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
 }
 
 /// A named remote.

@@ -8,7 +8,7 @@ use fs_err as fs;
 use serde::{Deserialize, Serialize};
 
 use super::Repo;
-use super::config::RemoteEntry;
+use super::config::{RemoteEntry, Track};
 use crate::error::{Error, Result};
 
 /// The committed, team-wide configuration file at the repository root.
@@ -40,11 +40,17 @@ pub struct RemoteTarget<'a> {
     pub token: Option<String>,
 }
 
-/// The `.shardconfig` file: only remotes, so far.
+/// The `.shardconfig` file: what the team shares through Git, tracked patterns and remotes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SharedConfig {
+    /// Patterns every clone tracks (`nshard track` adds here), like Git LFS's
+    /// `.gitattributes`: the `.gitignore` block that hides their files from Git is committed
+    /// too, so a clone must track what it hides.
+    #[serde(skip_serializing_if = "Track::is_empty")]
+    pub track: Track,
     /// Named remotes shared by the team.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub remotes: std::collections::BTreeMap<String, RemoteEntry>,
 }
 
