@@ -222,7 +222,7 @@ pub fn check_pattern(pattern: &str) -> Result<()> {
 }
 
 /// Lexically resolves `.` and `..` (the path may not exist, so no canonicalize).
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

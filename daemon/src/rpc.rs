@@ -404,8 +404,9 @@ impl Shardd for Service {
         crate::store::remote::check_url(&req.url).map_err(crate::error::Error::from)?;
         let (mut repo, handle) = self.repos.resolve(&req.cwd)?;
         let _guard = handle.lock.lock().await;
+        let url = repo.remote_url_from(Path::new(&req.cwd), &req.url);
         let added =
-            blocking(move || repo.add_remote(&req.name, &req.url, req.make_default, req.shared))
+            blocking(move || repo.add_remote(&req.name, &url, req.make_default, req.shared))
                 .await?;
         Ok(Response::new(pb::RemoteAddResponse {
             remote: Some(added.into()),

@@ -214,6 +214,13 @@ fn a_named_remote_with_a_relative_path_is_relative_to_the_repository() {
         !a.path("shared").exists(),
         "the push went below the working directory"
     );
+
+    // Added from the subdirectory, the path means what it meant there.
+    let elsewhere = a.base().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let _ = a.ok_in(&sub, &["remote", "add", "far", "../../elsewhere"]);
+    let _ = a.ok(&["push", "--remote", "far"]);
+    assert_eq!(objects_in(&elsewhere).len() as u64, chunks_of(&a, FILE));
 }
 
 #[test]
@@ -232,7 +239,11 @@ fn a_clone_tracks_what_the_team_tracks() {
         .unwrap()
         .iter()
         .find(|f| f["path"] == "models/new.bin");
-    assert_eq!(new.map(|f| &f["state"]), Some(&serde_json::json!("new")), "{status:#}");
+    assert_eq!(
+        new.map(|f| &f["state"]),
+        Some(&serde_json::json!("new")),
+        "{status:#}"
+    );
     let _ = b.ok(&["commit", "-m", "from the clone"]);
     assert!(b.path("models/new.bin.shard.json").is_file());
 }

@@ -167,6 +167,36 @@ impl Repo {
         }
     }
 
+    /// `url` as a named remote stores it: a relative directory path typed in `cwd` becomes
+    /// relative to the repository root (where a named remote's path is resolved), so it names
+    /// the directory the user meant from any subdirectory.
+    #[must_use]
+    pub fn remote_url_from(&self, cwd: &Path, url: &str) -> String {
+        if url.contains("://") || Path::new(url).is_absolute() {
+            return url.to_owned();
+        }
+        let cwd = fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+        let target = super::normalize(&cwd.join(url));
+        let common = self
+            .root
+            .components()
+            .zip(target.components())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut rebased = std::path::PathBuf::new();
+        for _ in common..self.root.components().count() {
+            rebased.push("..");
+        }
+        for part in target.components().skip(common) {
+            rebased.push(part);
+        }
+        if rebased.as_os_str().is_empty() {
+            ".".to_owned()
+        } else {
+            rebased.to_string_lossy().into_owned()
+        }
+    }
+
     /// Adds a remote to this clone's config (or, with `shared`, to `.shardconfig`).
     pub fn add_remote(
         &mut self,
