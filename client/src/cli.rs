@@ -130,7 +130,7 @@ pub struct PathsArgs {
 #[derive(Debug, Args)]
 pub struct CommitArgs {
     /// Message stored in each manifest
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = non_empty_message)]
     pub message: String,
     /// Commit only these tracked files (default: every changed tracked file)
     #[arg(value_name = "PATH")]
@@ -323,6 +323,15 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Parses `4MiB`, `4M`, `512KiB`, `65536` into bytes.
+/// A commit message with something in it (as `git commit` insists).
+fn non_empty_message(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("the message is empty: say what changed".to_owned())
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -418,6 +427,13 @@ mod tests {
         assert!(parse_size("4 parsecs").is_err());
         assert!(parse_size("0").is_err_and(|e| e.contains("more than 0")));
         assert!(parse_size("0MiB").is_err());
+    }
+
+    #[test]
+    fn commit_messages_must_say_something() {
+        assert!(non_empty_message("").is_err());
+        assert!(non_empty_message(" \n ").is_err());
+        assert_eq!(non_empty_message("v2").as_deref(), Ok("v2"));
     }
 
     #[test]

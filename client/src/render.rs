@@ -79,12 +79,14 @@ impl Bar {
 
     /// Shows `progress`.
     pub fn update(&self, progress: &pb::Progress) {
+        // `wide_bar` takes what the terminal has left, so a line never wraps (a wrapped bar
+        // redraws as a stack of lines on an 80-column terminal).
         let template = match progress.unit() {
             pb::ProgressUnit::Chunks | pb::ProgressUnit::Files => {
-                "{msg:30!} [{bar:30}] {pos}/{len} ({eta})"
+                "{msg:24!} [{wide_bar}] {pos}/{len} ({eta})"
             }
             pb::ProgressUnit::Bytes | pb::ProgressUnit::Unspecified => {
-                "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})"
+                "{msg:24!} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})"
             }
         };
         self.bar.set_style(
