@@ -247,3 +247,13 @@ fn a_clone_tracks_what_the_team_tracks() {
     let _ = b.ok(&["commit", "-m", "from the clone"]);
     assert!(b.path("models/new.bin.shard.json").is_file());
 }
+
+#[test]
+fn a_pull_with_nothing_to_fetch_needs_no_remote_and_names_none() {
+    let a = machine_a();
+    publish(&a, FILE, &random_bytes(408, MIB), "v1");
+    let pulled = a.json(&["pull", "--json"]);
+    assert_eq!(pulled["remote"], "", "{pulled:#}");
+    let said = a.ok(&["pull"]);
+    assert!(said.contains("nothing to download"), "{said}");
+}

@@ -75,13 +75,20 @@ pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
     if args.json {
         return render::json(&summary_json(&s));
     }
-    say!(
-        "pulled {} chunk(s) ({}) from {}; {} already local",
-        s.chunks_transferred,
-        size(s.bytes_transferred),
-        s.remote,
-        s.chunks_present
-    );
+    if s.remote.is_empty() {
+        say!(
+            "nothing to download: all {} chunk(s) are local",
+            s.chunks_present
+        );
+    } else {
+        say!(
+            "pulled {} chunk(s) ({}) from {}; {} already local",
+            s.chunks_transferred,
+            size(s.bytes_transferred),
+            s.remote,
+            s.chunks_present
+        );
+    }
     if let Some(c) = &s.checkout {
         for file in &c.written {
             say!("checked out {file}");

@@ -296,13 +296,17 @@ pub async fn pull(
         .count();
     // A remote is only needed when something is missing (a hook after a local branch switch
     // must work without one).
-    let remote = match remote {
-        Ok(remote) => remote,
-        Err(_) if missing == 0 => Remote::Dir(repo.store.clone()),
+    let (remote, name) = match remote {
+        Ok(remote) => {
+            let name = remote.describe();
+            (remote, name)
+        }
+        // Nothing to fetch from anywhere: the local store serves, and no remote is named.
+        Err(_) if missing == 0 => (Remote::Dir(repo.store.clone()), String::new()),
         Err(e) => return Err(e),
     };
     let mut report = TransferReport {
-        remote: remote.describe(),
+        remote: name,
         chunks_total: needed.len() as u64,
         chunks_present: (needed.len() - missing) as u64,
         manifests: manifests.len() as u32,

@@ -206,15 +206,14 @@ pub async fn verify_remote(
     let mut checks = futures::stream::iter(needs.files.keys().copied())
         .map(|hash| check_remote_chunk(&remote, hash))
         .buffer_unordered(REMOTE_JOBS);
+    let mut done = 0;
     while let Some((hash, checked)) = checks.try_next().await? {
-        report.chunks_checked += 1;
-        reporter.report(
-            "verifying",
-            "",
-            report.chunks_checked,
-            total,
-            ProgressUnit::Chunks,
-        );
+        done += 1;
+        reporter.report("verifying", "", done, total, ProgressUnit::Chunks);
+        // Only what was there to read counts as checked.
+        if !matches!(checked, Err(ProblemKind::Missing)) {
+            report.chunks_checked += 1;
+        }
         let kind = match checked {
             Ok(len) => {
                 report.problems.extend(wrong_sizes(&needs, &hash, len));
