@@ -51,7 +51,10 @@ pub enum Error {
         cwd: PathBuf,
     },
     /// A committed file that is not in the working tree.
-    #[error("{path} is missing from the working tree: `nshard checkout {path}` restores it")]
+    #[error(
+        "{path} is missing from the working tree: `nshard checkout {}` restores it",
+        shard_proto::shell_word(path)
+    )]
     FileMissing {
         /// Repository-relative path.
         path: String,
@@ -88,7 +91,10 @@ pub enum Error {
         pattern: String,
     },
     /// A file that is neither tracked nor committed.
-    #[error("{path} is not tracked: run `nshard track {path}` first")]
+    #[error(
+        "{path} is not tracked: run `nshard track {}` first",
+        shard_proto::shell_word(path)
+    )]
     NotTracked {
         /// Repository-relative path.
         path: String,

@@ -84,9 +84,32 @@ fn fits(path: &Path) -> bool {
     path.as_os_str().len() <= MAX_SOCKET_PATH_BYTES
 }
 
+/// `text` as one word for a POSIX shell, for commands suggested in messages (by the daemon
+/// and the client alike): as it is when nothing in it is special, else in single quotes.
+#[must_use]
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggested_commands_quote_what_a_shell_would_split() {
+        assert_eq!(shell_word("models/a.bin"), "models/a.bin");
+        assert_eq!(shell_word("d ir/x.bin"), "'d ir/x.bin'");
+        assert_eq!(shell_word("it's.bin"), "'it'\\''s.bin'");
+        assert_eq!(shell_word("w[1].bin"), "'w[1].bin'");
+    }
 
     #[test]
     fn runtime_dir_wins() {

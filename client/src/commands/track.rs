@@ -48,7 +48,8 @@ pub async fn untrack(ctx: &Ctx, patterns: Vec<String>) -> Result<()> {
     }
     for file in &response.still_versioned {
         say!(
-            "{file} keeps its manifest, so it is still versioned: `git rm {file}.shard.json` to stop"
+            "{file} keeps its manifest, so it is still versioned: `git rm {}` to stop",
+            shard_proto::shell_word(&format!("{file}.shard.json"))
         );
     }
     Ok(())
