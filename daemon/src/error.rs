@@ -37,12 +37,12 @@ pub enum Error {
         path: String,
     },
     /// Something other than a regular file where a tracked file belongs.
-    #[error(
-        "{path} is a directory, not the tracked file: move it away, then run the command again"
-    )]
+    #[error("{path} is a {kind}, not the tracked file: move it away, then run the command again")]
     NotAFile {
         /// Repository-relative path.
         path: String,
+        /// What is there instead: "directory" or "symbolic link".
+        kind: &'static str,
     },
     /// A request whose `cwd` is not an absolute path to an existing directory.
     #[error("cwd `{}` must be the absolute path of an existing directory", .cwd.display())]

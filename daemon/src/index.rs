@@ -281,13 +281,17 @@ impl Index {
         (prepared.stamp == *stamp).then_some(prepared)
     }
 
-    /// Every prepared result (for gc, which must keep their chunks).
+    /// Every prepared result with its file (for gc, which must keep the chunks of those a
+    /// commit could still use).
     #[must_use]
-    pub fn all_prepared(&self) -> Vec<Prepared> {
+    pub fn all_prepared(&self) -> Vec<(String, Prepared)> {
         self.prepared
             .iter()
-            .values()
-            .filter_map(|v| serde_json::from_slice(&v.ok()?).ok())
+            .filter_map(|entry| {
+                let (file, value) = entry.ok()?;
+                let file = String::from_utf8(file.to_vec()).ok()?;
+                Some((file, serde_json::from_slice(&value).ok()?))
+            })
             .collect()
     }
 

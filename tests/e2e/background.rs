@@ -267,3 +267,26 @@ fn wait_for_log(s: &Sandbox, start: u64, needle: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn gc_keeps_what_a_commit_could_still_use_of_prepared_work_and_nothing_stale() {
+    let (v1, v2) = versions();
+    let s = Sandbox::with_repo();
+    s.write(FILE, &v1);
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    s.write(FILE, &v2);
+    wait_until_prepared(&s, FILE, &sha256_hex(&v2));
+    let stored = s.stored_chunks().len();
+
+    // Prepared but not committed: the chunks only v2 has must survive a gc without grace.
+    let kept = s.json(&["gc", "--grace", "0s", "--json"]);
+    assert_eq!(kept["deleted_chunks"], 0, "{kept:#}");
+    assert_eq!(s.stored_chunks().len(), stored);
+
+    // Once the file is back to v1, that work is stale, and so are the chunks only it had.
+    s.write(FILE, &v1);
+    let _ = s.ok(&["status"]);
+    let stale = s.json(&["gc", "--grace", "0s", "--json"]);
+    assert!(stale["deleted_chunks"].as_u64().unwrap() > 0, "{stale:#}");
+    let _ = s.ok(&["verify"]);
+}

@@ -322,6 +322,17 @@ fn a_directory_where_a_tracked_file_belongs_is_named_not_replaced() {
         assert_eq!(message.matches("models/a.bin").count(), 1, "{message}");
     }
     assert_eq!(s.read("models/a.bin/notes.txt"), b"mine");
+
+    // A symbolic link is named the same way, and nothing is written through it.
+    std::fs::remove_dir_all(s.path("models/a.bin")).unwrap();
+    s.write("elsewhere.txt", b"not the model");
+    std::os::unix::fs::symlink(s.path("elsewhere.txt"), s.path("models/a.bin")).unwrap();
+    let message = s.fails(&["checkout", "--force"]);
+    assert!(
+        message.contains("models/a.bin is a symbolic link"),
+        "{message}"
+    );
+    assert_eq!(s.read("elsewhere.txt"), b"not the model");
 }
 
 #[test]

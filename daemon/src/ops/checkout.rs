@@ -132,8 +132,21 @@ pub fn checkout_from(
     let mut committed: Option<HashSet<ChunkHash>> = None;
     for (file, manifest) in manifests {
         let path = repo.abs(file);
-        if path.is_dir() {
-            return Err(Error::NotAFile { path: file.clone() });
+        // Never written through, and never mistaken for the file: status calls it missing.
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            let kind = if meta.file_type().is_symlink() {
+                Some("symbolic link")
+            } else if meta.is_dir() {
+                Some("directory")
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                return Err(Error::NotAFile {
+                    path: file.clone(),
+                    kind,
+                });
+            }
         }
         // Taken before anything is decided about the file: an edit at any later moment, even
         // while the checks below run, shows as a different stamp before the rename.

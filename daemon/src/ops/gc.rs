@@ -12,7 +12,7 @@ use shard_proto::ProgressUnit;
 
 use crate::chunk::ChunkHash;
 use crate::error::Result;
-use crate::index::Index;
+use crate::index::{FileStamp, Index};
 use crate::ops::Reporter;
 use crate::ops::history::all_history_manifests;
 use crate::repo::Repo;
@@ -50,8 +50,15 @@ pub struct GcReport {
 pub fn live_chunks(repo: &Repo, index: &Index) -> Result<(HashSet<ChunkHash>, u32)> {
     let mut live: HashSet<ChunkHash> = HashSet::new();
     let mut manifests = 0u32;
-    for prepared in index.all_prepared() {
-        live.extend(prepared.chunks.iter().map(|c| c.sha256));
+    for (file, prepared) in index.all_prepared() {
+        // Only a result a commit could still use: its file is there, exactly as prepared.
+        // Anything else is stale, and so are its chunks unless something else needs them.
+        let current = FileStamp::read(&repo.abs(&file)).is_ok_and(|s| s == prepared.stamp);
+        if current {
+            live.extend(prepared.chunks.iter().map(|c| c.sha256));
+        } else {
+            index.forget_prepared(&file)?;
+        }
     }
     for manifest in repo.manifests()? {
         let file = manifest
