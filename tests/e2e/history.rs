@@ -397,3 +397,23 @@ fn verify_all_names_an_invalid_manifest_in_history() {
         "{report:#}"
     );
 }
+
+#[test]
+fn diff_against_a_revision_without_the_file_shows_it_all_added() {
+    let s = Sandbox::with_repo();
+    s.write("notes.txt", b"first commit without the model");
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "before"]);
+    let data = random_bytes(310, 2 * MIB);
+    s.write("models/new.bin", &data);
+    let _ = s.ok(&["commit", "-m", "added"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "model"]);
+
+    let diff = s.json(&["diff", "models/new.bin", "--rev", "HEAD~1", "--json"]);
+    assert_eq!(diff["bytes_added"], 2 * MIB as u64, "{diff:#}");
+    assert_eq!(diff["chunks_removed"], 0, "{diff:#}");
+    assert_eq!(diff["identical"], false, "{diff:#}");
+    let back = s.json(&["diff", "models/new.bin", "HEAD", "HEAD~1", "--json"]);
+    assert_eq!(back["bytes_removed"], 2 * MIB as u64, "{back:#}");
+}

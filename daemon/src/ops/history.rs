@@ -111,17 +111,38 @@ pub fn log(repo: &Repo, file: &str) -> Result<Vec<Version>> {
 /// Compares `file` at `rev` with the working manifest, or with `rev2` when given.
 pub fn diff_revisions(repo: &Repo, file: &str, rev: &str, rev2: Option<&str>) -> Result<DiffStats> {
     let git = git(repo)?;
-    let before = manifest_at(repo, &git, rev, file)?;
+    let before = manifest_at(repo, &git, rev, file);
     let after = match rev2 {
-        Some(rev2) => manifest_at(repo, &git, rev2, file)?,
-        None => repo.read_manifest(file)?,
+        Some(rev2) => manifest_at(repo, &git, rev2, file),
+        None => repo.read_manifest(file),
     };
+    // A side without the file counts as empty, as `git diff` shows a file added or deleted;
+    // with neither side there is nothing to compare.
+    let (before, after) = match (before, after) {
+        (Err(e), Err(other)) if is_absent(&e) && is_absent(&other) => return Err(e),
+        (before, after) => (absent_as_none(before)?, absent_as_none(after)?),
+    };
+    let empty = ChunkHash::of(b"");
+    let chunks = |m: &Option<Manifest>| m.as_ref().map_or(&[][..], |m| &m.chunks[..]).to_vec();
     Ok(DiffStats::between(
-        &before.chunks,
-        &after.chunks,
-        before.sha256,
-        after.sha256,
+        &chunks(&before),
+        &chunks(&after),
+        before.as_ref().map_or(empty, |m| m.sha256),
+        after.as_ref().map_or(empty, |m| m.sha256),
     ))
+}
+
+/// `Ok(None)` for a manifest that is not there (at a revision, or in the working tree).
+fn absent_as_none(manifest: Result<Manifest>) -> Result<Option<Manifest>> {
+    match manifest {
+        Ok(manifest) => Ok(Some(manifest)),
+        Err(e) if is_absent(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_absent(error: &Error) -> bool {
+    matches!(error, Error::NoManifestAt { .. } | Error::NoManifest { .. })
 }
 
 /// Every manifest in every commit reachable from any ref or reflog entry (and the index).
