@@ -54,7 +54,7 @@ nshard git-init
 nshard track 'models/*.pth'
 nshard commit -m "Initial checkpoint"
 nshard status
-git add .gitignore models/resnet50.pth.shard.json
+git add .gitignore .shardconfig models/resnet50.pth.shard.json
 git commit -qm "Add resnet50 checkpoint"
 
 say "alice: push the chunks to $url"
