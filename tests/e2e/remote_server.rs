@@ -372,4 +372,6 @@ fn a_named_remote_may_carry_its_token_in_the_clones_config_but_never_in_shardcon
     let message = a.fails(&["push", "--remote", "shared"]);
     assert!(message.contains(".shardconfig"), "{message}");
     assert!(message.contains("`shared`"), "{message}");
+    // Only where remotes are used: a teammate's mistake does not stop local work.
+    let _ = a.ok(&["status"]);
 }

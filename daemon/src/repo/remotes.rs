@@ -59,16 +59,7 @@ impl SharedConfig {
     pub fn load(root: &Path) -> Result<Self> {
         let path = root.join(SHARED_CONFIG);
         match fs::read_to_string(&path) {
-            Ok(text) => {
-                let config: Self =
-                    toml::from_str(&text).map_err(|source| Error::Config { path, source })?;
-                if let Some(name) = config.remotes.iter().find(|(_, e)| e.token.is_some()) {
-                    return Err(Error::TokenInSharedConfig {
-                        name: name.0.clone(),
-                    });
-                }
-                Ok(config)
-            }
+            Ok(text) => toml::from_str(&text).map_err(|source| Error::Config { path, source }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e.into()),
         }
@@ -98,6 +89,11 @@ impl Repo {
     /// The remotes as configured (`default` is the explicit mark only).
     fn configured_remotes(&self) -> Result<Vec<NamedRemote>> {
         let shared = SharedConfig::load(&self.root)?;
+        // Refused where remotes are used, not on every command: a teammate's mistake must
+        // not stop `status` or `commit`, but no token leaves a committed file.
+        if let Some((name, _)) = shared.remotes.iter().find(|(_, e)| e.token.is_some()) {
+            return Err(Error::TokenInSharedConfig { name: name.clone() });
+        }
         let mut out: Vec<NamedRemote> = self
             .config
             .remotes
