@@ -89,7 +89,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Keep the pidfile locked until the process is gone: the OS releases it at exit, after the
     // last index handle (a background thread may still hold one) has closed, so a client that
     // waits for the lock (`nshard daemon stop`, an upgrade restart) never meets a half-exited
-    // daemon.
+    // daemon. Its pid goes now, though: a client must not signal a pid that will be dead.
+    pidfile.vacate();
     std::mem::forget(pidfile);
     served.context("the gRPC server failed")
 }

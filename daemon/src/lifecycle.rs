@@ -47,7 +47,22 @@ pub enum Error {
 /// Holds the pidfile lock; dropping it releases the claim.
 #[derive(Debug)]
 pub struct PidfileGuard {
-    _file: File,
+    file: File,
+}
+
+impl PidfileGuard {
+    /// Empties the pidfile while its lock is still held: the file stays (its lock, not its
+    /// name, says whether a daemon runs), but no dead pid is left in it for a client to signal.
+    pub fn vacate(&self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// A daemon that fails to start vacates its pidfile too.
+impl Drop for PidfileGuard {
+    fn drop(&mut self) {
+        self.vacate();
+    }
 }
 
 /// Creates the socket directory (0700) if needed and checks it is private and ours.
@@ -106,7 +121,7 @@ pub fn lock_pidfile(socket: &Path) -> Result<PidfileGuard, Error> {
         env!("CARGO_PKG_VERSION")
     )?;
     Ok(PidfileGuard {
-        _file: file.into_parts().0,
+        file: file.into_parts().0,
     })
 }
 
@@ -137,11 +152,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("run/s.sock");
         prepare_socket_dir(&socket).expect("creates a private dir");
-        let _guard = lock_pidfile(&socket).expect("first lock");
+        let guard = lock_pidfile(&socket).expect("first lock");
         assert!(matches!(
             lock_pidfile(&socket),
             Err(Error::AlreadyRunning { .. })
         ));
+        let pidfile = shard_proto::pidfile_path(&socket);
+        let pid = std::process::id().to_string();
+        assert!(fs::read_to_string(&pidfile).expect("read").starts_with(&pid));
+        drop(guard);
+        assert_eq!(fs::read_to_string(&pidfile).expect("read"), "", "a dead pid was left");
+        let _again = lock_pidfile(&socket).expect("free again");
     }
 
     #[test]
