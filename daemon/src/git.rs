@@ -153,13 +153,52 @@ impl Git {
         let mut ids: Vec<String> = Vec::new();
         let mut paths: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
-        for line in listing.lines() {
-            if let Some((id, path)) = line.split_once(' ')
-                && path.ends_with(suffix)
-                && seen.insert(id.to_owned())
-            {
+        let mut add = |id: &str, path: &str| {
+            if path.ends_with(suffix) && seen.insert(id.to_owned()) {
                 ids.push(id.to_owned());
                 paths.push(path.to_owned());
+            }
+        };
+        for line in listing.lines() {
+            if let Some((id, path)) = line.split_once(' ') {
+                add(id, path);
+            }
+        }
+        // rev-list names each blob once, by the first path it meets it at: a manifest also
+        // committed under another name (a copy, a directory remote's `manifests/ab/<id>`)
+        // would be missed. Every version ever written at a manifest path, from the history's
+        // diffs, and every staged one, close that gap.
+        let pathspec = format!("*{suffix}");
+        let changes = self.git(&[
+            "log",
+            "--all",
+            "--reflog",
+            "-m",
+            "--raw",
+            "--no-abbrev",
+            "--no-renames",
+            "--format=",
+            "--",
+            &pathspec,
+        ])?;
+        for line in changes.lines() {
+            // `:100644 100644 <old> <new> M<TAB>path`; a deletion's new id is all zeros.
+            let Some((meta, path)) = line.split_once('\t') else {
+                continue;
+            };
+            if let Some(new) = meta.split_whitespace().nth(3)
+                && !new.bytes().all(|b| b == b'0')
+            {
+                add(new, path);
+            }
+        }
+        let staged = self.git(&["ls-files", "--stage", "--", &pathspec])?;
+        for line in staged.lines() {
+            // `<mode> <id> <stage><TAB>path`
+            if let Some((meta, path)) = line.split_once('\t')
+                && let Some(id) = meta.split_whitespace().nth(1)
+            {
+                add(id, path);
             }
         }
         Ok(paths.into_iter().zip(self.cat_blobs(&ids)?).collect())

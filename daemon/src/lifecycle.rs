@@ -159,9 +159,17 @@ mod tests {
         ));
         let pidfile = shard_proto::pidfile_path(&socket);
         let pid = std::process::id().to_string();
-        assert!(fs::read_to_string(&pidfile).expect("read").starts_with(&pid));
+        assert!(
+            fs::read_to_string(&pidfile)
+                .expect("read")
+                .starts_with(&pid)
+        );
         drop(guard);
-        assert_eq!(fs::read_to_string(&pidfile).expect("read"), "", "a dead pid was left");
+        assert_eq!(
+            fs::read_to_string(&pidfile).expect("read"),
+            "",
+            "a dead pid was left"
+        );
         let _again = lock_pidfile(&socket).expect("free again");
     }
 

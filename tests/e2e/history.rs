@@ -417,3 +417,27 @@ fn diff_against_a_revision_without_the_file_shows_it_all_added() {
     let back = s.json(&["diff", "models/new.bin", "HEAD", "HEAD~1", "--json"]);
     assert_eq!(back["bytes_removed"], 2 * MIB as u64, "{back:#}");
 }
+
+#[test]
+fn gc_keeps_a_version_whose_manifest_is_also_committed_under_another_name() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(311, 300_000));
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let v1 = chunk_ids(&s, "models/a.bin");
+    // The same bytes under a name Git meets first (a copy, or a directory remote inside the
+    // repository): `rev-list --objects` names the blob by that path only.
+    s.write("archive/v1.json", &s.read("models/a.bin.shard.json"));
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "v1"]);
+    s.write("models/a.bin", &random_bytes(312, 300_000));
+    let _ = s.ok(&["commit", "-m", "v2"]);
+    let _ = s.git(&["commit", "-q", "-am", "v2"]);
+
+    let _ = s.ok(&["gc", "--grace", "0s"]);
+
+    assert!(
+        v1.iter().all(|id| s.object(id).is_file()),
+        "v1's chunks were deleted"
+    );
+    let _ = s.ok(&["checkout", "--rev", "HEAD~1", "models/a.bin"]);
+}
