@@ -164,34 +164,10 @@ impl Git {
                 add(id, path);
             }
         }
-        // rev-list names each blob once, by the first path it meets it at: a manifest also
-        // committed under another name (a copy, a directory remote's `manifests/ab/<id>`)
-        // would be missed. Every version ever written at a manifest path, from the history's
-        // diffs, and every staged one, close that gap.
-        let pathspec = format!("*{suffix}");
-        let changes = self.git(&[
-            "log",
-            "--all",
-            "--reflog",
-            "-m",
-            "--raw",
-            "--no-abbrev",
-            "--no-renames",
-            "--format=",
-            "--",
-            &pathspec,
-        ])?;
-        for line in changes.lines() {
-            // `:100644 100644 <old> <new> M<TAB>path`; a deletion's new id is all zeros.
-            let Some((meta, path)) = line.split_once('\t') else {
-                continue;
-            };
-            if let Some(new) = meta.split_whitespace().nth(3)
-                && !new.bytes().all(|b| b == b'0')
-            {
-                add(new, path);
-            }
+        for (id, path) in self.versions_written(&["--all", "--reflog"], suffix)? {
+            add(&id, &path);
         }
+        let pathspec = format!("*{suffix}");
         let staged = self.git(&["ls-files", "--stage", "--", &pathspec])?;
         for line in staged.lines() {
             // `<mode> <id> <stage><TAB>path`
@@ -214,14 +190,50 @@ impl Git {
         let mut args = vec!["rev-list", "--objects"];
         args.extend(revisions.iter().map(String::as_str));
         let listing = self.git(&args)?;
+        let revisions: Vec<&str> = revisions.iter().map(String::as_str).collect();
+        let written = self.versions_written(&revisions, suffix)?;
         let mut seen = HashSet::new();
         let ids: Vec<String> = listing
             .lines()
             .filter_map(|line| line.split_once(' '))
-            .filter(|(id, path)| path.ends_with(suffix) && seen.insert((*id).to_owned()))
-            .map(|(id, _)| id.to_owned())
+            .map(|(id, path)| (id.to_owned(), path.to_owned()))
+            .chain(written)
+            .filter(|(id, path)| path.ends_with(suffix) && seen.insert(id.clone()))
+            .map(|(id, _)| id)
             .collect();
         self.cat_blobs(&ids)
+    }
+
+    /// (blob id, path) of every version written at a path ending with `suffix` by the commits
+    /// `revisions` select, from their diffs. `rev-list --objects` names each blob once, by the
+    /// first path it meets it at, so a manifest also committed under another name (a copy, a
+    /// directory remote's `manifests/ab/<id>` inside the work tree) is only found this way.
+    fn versions_written(
+        &self,
+        revisions: &[&str],
+        suffix: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let pathspec = format!("*{suffix}");
+        let mut args = vec![
+            "log",
+            "-m",
+            "--raw",
+            "--no-abbrev",
+            "--no-renames",
+            "--format=",
+        ];
+        args.extend_from_slice(revisions);
+        args.extend(["--", &pathspec]);
+        let changes = self.git(&args)?;
+        Ok(changes
+            .lines()
+            .filter_map(|line| {
+                // `:100644 100644 <old> <new> M<TAB>path`; a deletion's new id is all zeros.
+                let (meta, path) = line.split_once('\t')?;
+                let new = meta.split_whitespace().nth(3)?;
+                (!new.bytes().all(|b| b == b'0')).then(|| (new.to_owned(), path.to_owned()))
+            })
+            .collect())
     }
 
     /// Paths ending with `suffix` that differ between `old` and `new` (root-relative); every
