@@ -321,15 +321,22 @@ impl Shardd for Service {
                 let _guard = guard;
                 let _shown = CheckoutsShown::new(Arc::clone(&shown.0), shown.1.clone());
                 reporter.showing_checkouts(shown.0, shown.1);
-                let files = if named.is_empty() {
-                    checkout::all_files(&repo)?
-                } else {
-                    named
-                };
                 if req.rev.is_empty() {
+                    let files = if named.is_empty() {
+                        checkout::all_files(&repo)?
+                    } else {
+                        named
+                    };
                     return checkout::checkout(&repo, &handle.index, &files, req.force, reporter);
                 }
                 let git = history::git(&repo)?;
+                // Without names: the files recorded at that revision (a file added since is
+                // left alone, one deleted since comes back), as `git checkout REV -- .` does.
+                let files = if named.is_empty() {
+                    history::files_at(&repo, &git, &req.rev)?
+                } else {
+                    named
+                };
                 let manifests = files
                     .into_iter()
                     .map(|f| Ok((f.clone(), history::manifest_at(&repo, &git, &req.rev, &f)?)))

@@ -441,3 +441,31 @@ fn gc_keeps_a_version_whose_manifest_is_also_committed_under_another_name() {
     );
     let _ = s.ok(&["checkout", "--rev", "HEAD~1", "models/a.bin"]);
 }
+
+#[test]
+fn checkout_rev_without_names_takes_the_files_recorded_at_that_revision() {
+    let s = Sandbox::with_repo();
+    let a1 = random_bytes(313, 100_000);
+    s.write("models/a.bin", &a1);
+    let _ = s.ok(&["commit", "-m", "a1"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "a1"]);
+    let b = random_bytes(314, 100_000);
+    s.write("models/a.bin", &random_bytes(315, 100_000));
+    s.write("models/b.bin", &b);
+    let _ = s.ok(&["commit", "-m", "a2 and b"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "a2 and b"]);
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+
+    // b.bin did not exist at HEAD~1: it is left alone, and a.bin comes back as it was there.
+    let out = s.json(&["checkout", "--rev", "HEAD~1", "--json"]);
+
+    assert_eq!(
+        out["written"],
+        serde_json::json!(["models/a.bin"]),
+        "{out:#}"
+    );
+    assert!(s.read("models/a.bin") == a1);
+    assert!(s.read("models/b.bin") == b);
+}

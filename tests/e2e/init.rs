@@ -208,6 +208,14 @@ fn files_named_like_patterns_are_tracked_and_ignored_exactly() {
     for name in ["w1.bin", "trail.bin", "starry.bin"] {
         assert!(!s.git_ignores(name), "Git ignores the lookalike {name:?}");
     }
+    // And they come back by name, alone or with everything.
+    let data = s.read("w[1].bin");
+    std::fs::remove_file(s.path("w[1].bin")).unwrap();
+    let _ = s.ok(&["checkout", "w[1].bin.shard.json"]);
+    assert!(s.read("w[1].bin") == data);
+    std::fs::remove_file(s.path("w[1].bin")).unwrap();
+    let _ = s.ok(&["checkout"]);
+    assert!(s.read("w[1].bin") == data);
 }
 
 #[test]

@@ -55,11 +55,16 @@ fn expand(repo: &Repo, files: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut committed: Option<Vec<String>> = None;
     for file in files {
+        // A committed file by its exact name first, even one named like a pattern: `w[1].bin`.
+        if repo.has_manifest(file) {
+            out.push(file.clone());
+            continue;
+        }
         let pattern = if crate::repo::is_glob(file) {
             file.clone()
         } else if file.is_empty() {
             "**".to_owned()
-        } else if repo.abs(file).is_dir() && !repo.has_manifest(file) {
+        } else if repo.abs(file).is_dir() {
             format!("{}/**", crate::repo::escape_glob(file))
         } else {
             out.push(file.clone());

@@ -40,6 +40,24 @@ fn git_path(repo: &Repo, git: &Git, file: &str) -> String {
         .unwrap_or_else(|| format!("{file}{SUFFIX}"))
 }
 
+/// The files (repository-relative) whose manifests the tree of `rev` holds, inside this
+/// repository.
+pub fn files_at(repo: &Repo, git: &Git, rev: &str) -> Result<Vec<String>> {
+    let commit = git.resolve(rev)?;
+    let zero = "0".repeat(40);
+    let mut files = Vec::new();
+    for path in git.changed_paths(&zero, &commit, SUFFIX)? {
+        let abs = git.abs(&path);
+        let Ok(rel) = repo.relative(&repo.root, &abs.display().to_string()) else {
+            continue; // Outside this NeuroShard repository.
+        };
+        if let Some(file) = rel.strip_suffix(SUFFIX) {
+            files.push(file.to_owned());
+        }
+    }
+    Ok(files)
+}
+
 /// The manifest of `file` as committed at `rev`, following renames: when the manifest had
 /// another name at `rev`, the name it had in the newest commit of its history that `rev`
 /// contains is used.
