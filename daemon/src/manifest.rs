@@ -51,9 +51,13 @@ pub struct ChunkRef {
 /// Why a manifest was refused. Each message completes "manifest X is invalid: ...".
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Not JSON, or keys of the wrong type.
+    /// Not JSON at all.
     #[error("it is not valid manifest JSON ({0})")]
     Json(String),
+    /// JSON, but missing keys or keys of the wrong type (a chunk id that is not 64 hex
+    /// digits included).
+    #[error("it is not a manifest ({0})")]
+    Schema(String),
     /// Another format tag.
     #[error("its format is `{0}`, expected `{FORMAT}`")]
     Format(String),
@@ -71,8 +75,10 @@ pub enum Error {
 impl Manifest {
     /// Parses and validates a manifest; nothing that fails here ever reaches the disk.
     pub fn parse(text: &[u8]) -> Result<Self, Error> {
-        let manifest: Self =
-            serde_json::from_slice(text).map_err(|e| Error::Json(e.to_string()))?;
+        let manifest: Self = serde_json::from_slice(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Error::Schema(e.to_string()),
+            _ => Error::Json(e.to_string()),
+        })?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -248,7 +254,7 @@ mod tests {
                 "format" => matches!(err, Error::Format(_)),
                 "path" => matches!(err, Error::Path(_)),
                 "tile" => matches!(err, Error::Tiling(_)),
-                _ => matches!(err, Error::Json(_)),
+                _ => matches!(err, Error::Schema(_)),
             };
             assert!(expected, "{what}: got {err}");
         }

@@ -70,6 +70,18 @@ async fn malformed_json_is_400_and_an_invalid_manifest_422() {
     let message = error_of(response, 422).await;
     assert!(message.contains("`../escape`"), "{message}");
 
+    // Valid JSON that is no manifest is content that does not fit, not a malformed request.
+    let not_a_manifest = "{\"format\": \"x\"}";
+    let response = server
+        .put_manifest_as(
+            &ChunkHash::of(not_a_manifest.as_bytes()),
+            not_a_manifest,
+            None,
+        )
+        .await;
+    let message = error_of(response, 422).await;
+    assert!(message.contains("it is not a manifest"), "{message}");
+
     let bad_id = server
         .client
         .put(server.url("/v1/manifests/xyz"))
