@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand};
     max_term_width = 100
 )]
 pub struct Cli {
-    /// The daemon's socket [default: `$SHARDD_SOCKET`, else `$XDG_RUNTIME_DIR/shardd/shardd.sock`]
+    /// The daemon's socket [default: `$SHARDD_SOCKET`, else `$XDG_RUNTIME_DIR/shardd/shardd.sock`,
+    /// else `${TMPDIR:-/tmp}/shardd-$UID/shardd.sock`]
     // SHARDD_SOCKET is read in `default_socket`, not through clap's `env`: clap lists an
     // argument set from the environment in every usage line, as if it were required.
     #[arg(long, global = true, value_name = "PATH")]

@@ -90,6 +90,12 @@ pub enum Error {
         /// The pattern matching it.
         pattern: String,
     },
+    /// An untrack of something no pattern names.
+    #[error("{path} is not tracked: no pattern names it (`nshard status` lists what is tracked)")]
+    NotUntrackable {
+        /// What was named.
+        path: String,
+    },
     /// A file that is neither tracked nor committed.
     #[error(
         "{path} is not tracked: run `nshard track {}` first",
@@ -330,6 +336,7 @@ impl Error {
             | Self::BadCwd { .. }
             | Self::BadPattern { .. }
             | Self::NotTracked { .. }
+            | Self::NotUntrackable { .. }
             | Self::NotTrackable { .. }
             | Self::TokenInSharedConfig { .. }
             | Self::TrackedByPattern { .. }

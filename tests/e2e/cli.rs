@@ -72,6 +72,10 @@ fn untrack_stops_tracking_a_pattern() {
     );
     let message = s.fails(&["untrack", "models/*.bin"]);
     assert!(message.contains("not tracked"), "{message}");
+    assert!(
+        !message.contains("nshard track"),
+        "advice to track it: {message}"
+    );
 }
 
 /// The crates only the daemon may link (design.md §2: the client never chunks, hashes,

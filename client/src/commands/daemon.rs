@@ -49,7 +49,7 @@ pub async fn daemon(ctx: &Ctx, action: DaemonAction) -> Result<()> {
             );
             Ok(())
         }
-        DaemonAction::Logs(args) => logs(ctx, args.lines),
+        DaemonAction::Logs(args) => logs(ctx, args.lines).await,
     }
 }
 
@@ -135,7 +135,18 @@ async fn terminate(pid: i32) -> Result<&'static str> {
     Ok("SIGKILL")
 }
 
-fn logs(ctx: &Ctx, lines: usize) -> Result<()> {
+async fn logs(ctx: &Ctx, lines: usize) -> Result<()> {
+    // Only a daemon nshard started writes this file: any other's log is wherever its stderr
+    // goes, and this file would be an older daemon's.
+    if let Some((_, s)) = existing(&ctx.socket).await?
+        && !s.auto_spawned
+    {
+        bail!(
+            "shardd (pid {}) was started by a service manager or by hand: its log is where its \
+             stderr goes (e.g. `journalctl --user -u shardd`)",
+            s.pid
+        );
+    }
     let path = shard_proto::log_path(&ctx.socket);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(

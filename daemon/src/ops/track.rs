@@ -67,7 +67,7 @@ pub fn untrack(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Untracked
             });
             return Err(match by_pattern {
                 Some(pattern) => Error::TrackedByPattern { path: rel, pattern },
-                None => Error::NotTracked { path: rel },
+                None => Error::NotUntrackable { path: rel },
             });
         }
         dropped.extend(gone);
