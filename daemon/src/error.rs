@@ -252,14 +252,13 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
-    /// `.shard/config.toml` does not parse.
-    #[error("{} is invalid", .path.display())]
+    /// `.shard/config.toml` or `.shardconfig` does not parse.
+    #[error("{} is invalid: {reason}", .path.display())]
     Config {
         /// The file.
         path: PathBuf,
-        /// The parser's complaint.
-        #[source]
-        source: toml::de::Error,
+        /// The parser's complaint, on one line, with the line it is about.
+        reason: String,
     },
     /// Chunking parameters out of range.
     #[error(transparent)]

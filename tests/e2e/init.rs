@@ -294,3 +294,24 @@ fn a_pattern_never_hides_untracked_directories_or_gits_own_files() {
     let message = s.fails(&["track", ".gitignore"]);
     assert!(message.contains("versioned by Git as it is"), "{message}");
 }
+
+#[test]
+fn commit_keeps_the_managed_block_current_for_patterns_added_by_hand() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    let _ = s.ok(&["git-init"]);
+    let config = s.path(".shard/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let edited = if text.contains("patterns = []") {
+        text.replace("patterns = []", "patterns = [\"local/*.pt\"]")
+    } else {
+        format!("{text}\n[track]\npatterns = [\"local/*.pt\"]\n")
+    };
+    std::fs::write(&config, edited).unwrap();
+    s.write("local/x.pt", &random_bytes(4, 5000));
+    let _ = s.ok(&["commit", "-m", "by hand"]);
+    assert!(
+        s.git_ignores("local/x.pt"),
+        "the committed file would go into Git"
+    );
+}

@@ -135,6 +135,11 @@ pub fn commit(
             new_chunks: hashed.new_chunks,
         });
     }
+    if !report.committed.is_empty() {
+        // Every committed file gets its line in the managed block (a pattern added to
+        // .shard/config.toml by hand has none until now).
+        crate::ops::gitignore::refresh_if_managed(repo)?;
+    }
     Ok(report)
 }
 

@@ -54,6 +54,36 @@ pub struct RemoteEntry {
     pub token: Option<String>,
 }
 
+/// Parses a TOML configuration file, with one-sentence errors: merge conflict markers are
+/// named as such (a `git pull` that conflicted in `.shardconfig`), and a parse error says on
+/// which line it is instead of the parser's multi-line picture.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    let conflicted = text
+        .lines()
+        .any(|l| l.starts_with("<<<<<<< ") || l.starts_with(">>>>>>> "));
+    let reason = if conflicted {
+        "it has unresolved merge conflict markers: resolve them, then run the command again"
+            .to_owned()
+    } else {
+        match toml::from_str(text) {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                let line = e
+                    .span()
+                    .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+                match line {
+                    Some(line) => format!("line {line}: {}", e.message()),
+                    None => e.message().to_owned(),
+                }
+            }
+        }
+    };
+    Err(Error::Config {
+        path: path.into(),
+        reason,
+    })
+}
+
 impl RepoConfig {
     /// Reads the configuration; a missing file means defaults.
     pub fn load(path: &Path) -> Result<Self> {
@@ -62,10 +92,7 @@ impl RepoConfig {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e.into()),
         };
-        let config: Self = toml::from_str(&text).map_err(|source| Error::Config {
-            path: path.into(),
-            source,
-        })?;
+        let config: Self = parse_toml(path, &text)?;
         config.chunking.validate()?;
         Ok(config)
     }
@@ -81,6 +108,24 @@ impl RepoConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_errors_are_one_sentence_and_name_conflicts() {
+        let path = Path::new("/r/.shardconfig");
+        let text = "[track]\npatterns = [\n  \"a.pt\"\n  \"b.pt\",\n]\n";
+        let err = parse_toml::<RepoConfig>(path, text).expect_err("missing comma");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("/r/.shardconfig is invalid: line 4: "),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+
+        let conflicted =
+            "[track]\n<<<<<<< HEAD\npatterns = [\"a\"]\n=======\npatterns = [\"b\"]\n>>>>>>> x\n";
+        let err = parse_toml::<RepoConfig>(path, conflicted).expect_err("conflict");
+        assert!(err.to_string().contains("merge conflict markers"), "{err}");
+    }
 
     #[test]
     fn toml_round_trip() {

@@ -59,7 +59,7 @@ impl SharedConfig {
     pub fn load(root: &Path) -> Result<Self> {
         let path = root.join(SHARED_CONFIG);
         match fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|source| Error::Config { path, source }),
+            Ok(text) => super::config::parse_toml(&path, &text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e.into()),
         }
