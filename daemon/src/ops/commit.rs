@@ -135,11 +135,14 @@ pub fn commit(
             new_chunks: hashed.new_chunks,
         });
     }
-    if !report.committed.is_empty() {
-        // Every committed file gets its line in the managed block (a pattern added to
-        // .shard/config.toml by hand has none until now).
-        crate::ops::gitignore::refresh_if_managed(repo)?;
-    }
+    // Every committed file gets its line in the managed block (a pattern added to
+    // .shard/config.toml by hand has none until now).
+    let committed: Vec<&str> = report
+        .committed
+        .iter()
+        .map(|c| c.manifest.path.as_str())
+        .collect();
+    crate::ops::gitignore::ensure_listed(repo, &committed)?;
     Ok(report)
 }
 

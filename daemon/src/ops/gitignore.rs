@@ -40,6 +40,26 @@ pub fn refresh_if_managed(repo: &Repo) -> Result<()> {
     }
 }
 
+/// Rewrites a managed block that lacks the line of one of `files` (just committed); a block
+/// that lists them all is left alone, without walking the repository again.
+pub fn ensure_listed(repo: &Repo, files: &[&str]) -> Result<()> {
+    let path = repo.root.join(".gitignore");
+    let text = match fs::read_to_string(&path) {
+        Ok(text) if text.contains(BEGIN) => text,
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let listed = |file: &&str| {
+        let line = format!("/{}", one_line(&repo::escape_glob(file)));
+        text.lines().any(|l| l == line)
+    };
+    if files.iter().all(listed) {
+        return Ok(());
+    }
+    write_block(repo).map(drop)
+}
+
 /// `/.shard/`, each tracked pattern and committed file (anchored at the root), the temporary
 /// files of checkouts, and final re-includes of Git's and NeuroShard's configuration files and
 /// of manifests, so no pattern can hide one from Git.
