@@ -68,7 +68,7 @@ pub enum Command {
 /// `nshard init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Average chunk size (FastCDC) or block size (--fixed), e.g. 4MiB, 1M, 65536
+    /// Average chunk size (FastCDC; default 2MiB) or block size (--fixed), e.g. 4MiB, 1M, 65536
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: Option<u64>,
     /// Cut fixed-size blocks instead of content-defined chunks
@@ -351,7 +351,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
     };
     match value.checked_mul(scale) {
         // 0 would mean "the default" on the wire: say so instead of silently using it.
-        Some(0) => Err("a size must be more than 0 (leave --chunk-size out for 4 MiB)".to_owned()),
+        Some(0) => Err("a size must be more than 0 (leave --chunk-size out for 2 MiB)".to_owned()),
         Some(size) => Ok(size),
         None => Err(format!("`{text}` is too large")),
     }

@@ -65,7 +65,7 @@ impl Config {
 }
 
 /// glibc's malloc raises its mmap threshold after the first large `free`, after which every
-/// 4–16 MiB chunk buffer is carved from per-thread arenas that are never returned to the system
+/// multi-megabyte chunk buffer is carved from per-thread arenas that are never returned to the system
 /// (a 1 GiB push left the daemon at 295 MB). Pinning the threshold at 1 MiB keeps chunk buffers
 /// in their own mappings, released when freed (the same push peaks at 84 MB and falls back to
 /// 24 MB). The tunable must be in the environment before the process starts, so the daemon

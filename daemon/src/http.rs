@@ -55,7 +55,7 @@ pub const MAX_DEFAULT_UPLOAD_SLOTS: usize = 16;
 
 /// Free upload buffers kept for reuse: enough for a push's 8 parallel uploads to stream
 /// through recycled memory, while an idle server holds at most this many objects' worth
-/// (about 8 × 4 MiB at the default chunk size, 8 × 16 MiB at worst).
+/// (about 8 × 2 MiB at the default chunk size, 8 × 16 MiB at worst).
 const MAX_FREE_UPLOAD_BUFFERS: usize = 8;
 
 /// Why the server could not start or stopped serving.

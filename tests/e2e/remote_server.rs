@@ -17,8 +17,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// How long a push may take to deliver its first chunk (a safety net).
 const FIRST_CHUNK_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// At the default 4 MiB average chunk size, a 1 MiB edit touches the chunk it lands in and
-/// perhaps a neighbour whose boundary moved.
+/// At the default 2 MiB average chunk size, a 1 MiB edit touches the chunk it lands in (or the
+/// two it straddles) and perhaps a neighbour whose boundary moved.
 const FEW_CHUNKS: u64 = 3;
 
 #[test]

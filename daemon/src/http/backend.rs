@@ -40,7 +40,7 @@ pub const S3_REFRESH_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// Read size when streaming a local object. Every read of a `tokio::fs::File` is a hop
 /// through the blocking thread pool, and with 64 KiB reads those wake-ups (futex, scheduler)
-/// took about 30% of the server's CPU while serving a pull; 1 MiB reads make a 4 MiB chunk 4
+/// took about 30% of the server's CPU while serving a pull; 1 MiB reads make a 2 MiB chunk 2
 /// hops, while a download still holds at most 1 MiB of its object in memory.
 const STREAM_BUFFER_BYTES: usize = 1024 * 1024;
 

@@ -31,8 +31,8 @@ use crate::manifest::Manifest;
 /// generous room for whitespace.
 pub const MAX_MISSING_BODY_BYTES: usize = 1024 * 1024;
 
-/// Largest manifest accepted: about 600 000 chunk lines, a file of over 2 TiB at the default
-/// 4 MiB average chunk size.
+/// Largest manifest accepted: about 600 000 chunk lines, a file of over 1 TiB at the default
+/// 2 MiB average chunk size.
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024 * 1024;
 
 /// What every handler shares.

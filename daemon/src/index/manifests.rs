@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::manifest::{Manifest, SUFFIX};
 use crate::repo::Repo;
 
-/// Chunk references held at most (about 12 MiB; a terabyte of 4 MiB chunks). Past that,
+/// Chunk references held at most (about 12 MiB; half a terabyte of 2 MiB chunks). Past that,
 /// manifests are read from disk each time rather than evicting others.
 const MAX_CHUNKS: usize = 1 << 18;
 

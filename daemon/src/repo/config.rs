@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RepoConfig {
-    /// How files are cut into chunks (default: FastCDC 1 / 4 / 16 MiB).
+    /// How files are cut into chunks (default: FastCDC 512 KiB / 2 MiB / 8 MiB).
     pub chunking: Chunking,
     /// What is tracked.
     pub track: Track,
