@@ -3,8 +3,9 @@
 //!
 //! Readers (and a crash at any moment) see either the old file or the new one, never a mix.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes` atomically, keeping the old file's permissions if it had any.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -32,31 +33,62 @@ pub const REBUILD_MARK: &str = ".nshard-";
 const RANDOM_CHARS: usize = 6;
 
 /// A temporary file beside `path` for rebuilding it (a checkout), named
-/// `.<file name>.nshard-<random>.tmp`. A crash mid-write leaves it behind, so temporary files
-/// of earlier rebuilds of `path` are deleted first: the caller must hold the repository's lock,
-/// so none of them is still being written.
+/// `.<file name>.nshard-<random>.tmp`. A crash mid-write leaves one behind: remove those of
+/// earlier rebuilds first with [`LeftoverTemps::remove_for`].
 pub fn rebuild_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     let (dir, name) = split(path);
-    let prefix = format!(".{name}{REBUILD_MARK}");
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let stale = entry.file_name().to_str().is_some_and(|n| {
-                n.strip_prefix(&prefix)
-                    .and_then(|rest| rest.strip_suffix(".tmp"))
-                    .is_some_and(is_random_part)
-            });
-            if stale {
-                tracing::info!(path = %entry.path().display(), "removing a leftover temporary file");
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
     tempfile::Builder::new()
-        .prefix(&prefix)
+        .prefix(&format!(".{name}{REBUILD_MARK}"))
         .rand_bytes(RANDOM_CHARS)
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| with_path(e, dir))
+}
+
+/// The [`rebuild_sibling`] temporaries that crashed rebuilds left behind, found by listing each
+/// directory once: a checkout of thousands of files in one directory lists it once, not once
+/// per file. Only use it while holding the repository's lock, so that none of them is still
+/// being written.
+#[derive(Debug, Default)]
+pub struct LeftoverTemps {
+    /// Names of the temporaries not yet removed, by directory.
+    by_dir: HashMap<PathBuf, Vec<String>>,
+}
+
+impl LeftoverTemps {
+    /// Deletes the temporaries left by earlier rebuilds of `path`.
+    pub fn remove_for(&mut self, path: &Path) {
+        let (dir, name) = split(path);
+        let prefix = format!(".{name}{REBUILD_MARK}");
+        let found = self
+            .by_dir
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| rebuild_temps_in(dir));
+        found.retain(|temp| {
+            let stale = temp
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".tmp"))
+                .is_some_and(is_random_part);
+            if stale {
+                let temp = dir.join(temp);
+                tracing::info!(path = %temp.display(), "removing a leftover temporary file");
+                let _ = std::fs::remove_file(temp);
+            }
+            !stale
+        });
+    }
+}
+
+/// Names of the [`rebuild_sibling`] temporaries in `dir` (none if it cannot be listed).
+fn rebuild_temps_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| is_rebuild_temp(name))
+        .collect()
 }
 
 /// True for the name of a [`rebuild_sibling`] temporary file (of any file).
@@ -120,4 +152,45 @@ pub fn persist_rebuildable(tmp: tempfile::NamedTempFile, path: &Path) -> io::Res
 )]
 pub fn with_path(error: io::Error, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{error} ({})", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_a_file_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let keep = [
+            ".b.bin.nshard-Xy12Zw.tmp",   // another file's, until that file is rebuilt
+            ".a.bin.nshard-toolong1.tmp", // not a name we make
+            "a.bin.nshard-Ab12Cd.tmp",    // not hidden: a user's file
+            "notes.txt",
+        ];
+        for name in keep.iter().chain(&[".a.bin.nshard-Ab12Cd.tmp"]) {
+            std::fs::write(dir.path().join(name), b"x").expect("written");
+        }
+        let mut leftovers = LeftoverTemps::default();
+        leftovers.remove_for(&dir.path().join("a.bin"));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("listed")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .into_string()
+                    .expect("UTF-8")
+            })
+            .collect();
+        left.sort_unstable();
+        let mut expected = keep.map(str::to_owned).to_vec();
+        expected.sort_unstable();
+        assert_eq!(left, expected);
+
+        // The directory was listed once: a temporary made since then is a rebuild in progress.
+        let fresh = rebuild_sibling(&dir.path().join("a.bin")).expect("created");
+        leftovers.remove_for(&dir.path().join("a.bin"));
+        assert!(fresh.path().exists());
+        leftovers.remove_for(&dir.path().join("b.bin"));
+        assert!(!dir.path().join(".b.bin.nshard-Xy12Zw.tmp").exists());
+    }
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::chunk::ChunkHash;
 use crate::chunk::buffers::{BufferPool, PooledBuffer};
 use crate::error::{Error, Result};
-use crate::fsutil::{persist_rebuildable, rebuild_sibling, with_path};
+use crate::fsutil::{LeftoverTemps, persist_rebuildable, rebuild_sibling, with_path};
 use crate::index::{FileStamp, Index};
 use crate::manifest::Manifest;
 use crate::ops::history::all_history_manifests;
@@ -135,6 +135,7 @@ pub fn checkout_from(
 ) -> Result<CheckoutReport> {
     let mut report = CheckoutReport::default();
     let mut committed: Option<HashSet<ChunkHash>> = None;
+    let mut leftovers = LeftoverTemps::default();
     for (file, manifest) in manifests {
         let path = repo.abs(file);
         // Never written through, and never mistaken for the file: status calls it missing.
@@ -179,6 +180,7 @@ pub fn checkout_from(
             });
         }
         ensure_parent_inside(repo, &path)?;
+        leftovers.remove_for(&path);
         write_file(source, file, manifest, &path, reporter, |reporter| {
             // Last look before the rename: an edit made while the file was rebuilt is as
             // precious as one made before, and a client that went away must not find its
