@@ -54,6 +54,12 @@ pub enum Error {
     /// Not JSON at all.
     #[error("it is not valid manifest JSON ({0})")]
     Json(String),
+    /// A merge of two versions left Git's conflict markers in it.
+    #[error(
+        "it has unresolved merge conflict markers: keep one version with `git checkout --ours` \
+         or `--theirs` on it, then run `nshard checkout`"
+    )]
+    Conflicted,
     /// JSON, but missing keys or keys of the wrong type (a chunk id that is not 64 hex
     /// digits included).
     #[error("it is not a manifest ({0})")]
@@ -72,11 +78,18 @@ pub enum Error {
     Chunking(#[from] crate::chunk::cdc::Error),
 }
 
+/// True when a line starts the way Git's merge conflict markers do.
+fn has_conflict_markers(text: &[u8]) -> bool {
+    text.split(|&b| b == b'\n')
+        .any(|line| line.starts_with(b"<<<<<<< ") || line.starts_with(b">>>>>>> "))
+}
+
 impl Manifest {
     /// Parses and validates a manifest; nothing that fails here ever reaches the disk.
     pub fn parse(text: &[u8]) -> Result<Self, Error> {
         let manifest: Self = serde_json::from_slice(text).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => Error::Schema(e.to_string()),
+            _ if has_conflict_markers(text) => Error::Conflicted,
             _ => Error::Json(e.to_string()),
         })?;
         manifest.validate()?;

@@ -129,3 +129,59 @@ fn a_manifest_that_misstates_a_chunk_size_is_refused_and_verify_names_it() {
     assert!(message.contains("holds"), "{message}");
     assert!(message.contains("restore it from Git"), "{message}");
 }
+
+/// Two branches committed different versions of a model: `git merge` leaves conflict markers
+/// in its manifest. `status` still reports every other file and says what to do; `checkout`
+/// refuses the same way.
+#[test]
+fn a_manifest_left_conflicted_by_a_merge_is_invalid_in_status_and_the_rest_still_shows() {
+    let s = Sandbox::with_repo();
+    let _ = s.ok(&["git-init"]);
+    s.write("models/a.bin", &random_bytes(80, 300_000));
+    s.write("models/b.bin", &random_bytes(81, 300_000));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-qm", "first"]);
+    let _ = s.git(&["checkout", "-qb", "tuned"]);
+    s.write("models/a.bin", &random_bytes(82, 300_000));
+    let _ = s.ok(&["commit", "-m", "tuned"]);
+    let _ = s.git(&["commit", "-qam", "tuned"]);
+    let _ = s.git(&["checkout", "-q", "main"]);
+    let _ = s.ok(&["checkout"]);
+    s.write("models/a.bin", &random_bytes(83, 300_000));
+    let _ = s.ok(&["commit", "-m", "retrained"]);
+    let _ = s.git(&["commit", "-qam", "retrained"]);
+    let merge = s
+        .command("git")
+        .current_dir(s.root())
+        .args(["merge", "-q", "tuned"])
+        .output()
+        .unwrap();
+    assert!(!merge.status.success(), "the manifests must conflict");
+
+    let status = s.json(&["status", "--json"]);
+    let files = status["files"].as_array().unwrap();
+    let state = |path: &str| {
+        files
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("{path} missing from {status:#}"))
+            .clone()
+    };
+    let a = state("models/a.bin");
+    assert_eq!(a["state"], "invalid", "{status:#}");
+    let problem = a["problem"].as_str().unwrap();
+    assert!(problem.contains("models/a.bin.shard.json"), "{problem}");
+    assert!(problem.contains("merge conflict markers"), "{problem}");
+    assert_eq!(state("models/b.bin")["state"], "clean", "{status:#}");
+    assert_eq!(state("models/b.bin")["problem"], "", "{status:#}");
+    let human = s.ok(&["status"]);
+    assert!(human.contains("invalid  models/a.bin"), "{human}");
+    assert!(human.contains("clean  models/b.bin"), "{human}");
+
+    let refused = s.fails(&["checkout", "models/a.bin"]);
+    assert!(refused.contains("git checkout --ours"), "{refused}");
+    let _ = s.git(&["checkout", "--theirs", "models/a.bin.shard.json"]);
+    let _ = s.ok(&["checkout", "models/a.bin"]);
+    assert_eq!(s.read("models/a.bin"), random_bytes(82, 300_000));
+}

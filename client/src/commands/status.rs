@@ -1,8 +1,9 @@
 //! `nshard status`.
 //!
 //! `--json` schema (stable): `{"root": str, "files": [{"path": str, "state":
-//! "clean"|"modified"|"new"|"missing", "size": int, "chunks": int, "missing_chunks": int,
-//! "prepared": bool, "activity": str}]}`.
+//! "clean"|"modified"|"new"|"missing"|"invalid", "size": int, "chunks": int, "missing_chunks":
+//! int, "prepared": bool, "activity": str, "problem": str}]}`; `problem` says why an
+//! `invalid` file's manifest cannot be used (empty otherwise).
 
 use anyhow::Result;
 use serde_json::json;
@@ -19,6 +20,7 @@ fn state_name(state: FileState) -> &'static str {
         FileState::Modified => "modified",
         FileState::New => "new",
         FileState::Missing => "missing",
+        FileState::Invalid => "invalid",
         FileState::Unspecified => "unknown",
     }
 }
@@ -42,7 +44,7 @@ pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
             .map(|f| {
                 json!({"path": f.path, "state": state_name(f.state()), "size": f.size,
                        "chunks": f.chunks, "missing_chunks": f.missing_chunks,
-                       "prepared": f.prepared, "activity": f.activity})
+                       "prepared": f.prepared, "activity": f.activity, "problem": f.problem})
             })
             .collect();
         return render::json(&json!({"root": response.root, "files": files}));
@@ -65,6 +67,10 @@ pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
         } else {
             format!("  [{}]", file.activity)
         };
+        if file.state() == FileState::Invalid {
+            say!("{:>9}  {}  ({})", "invalid", file.path, file.problem);
+            continue;
+        }
         say!("{:>9}  {}{busy}{note}", state_name(file.state()), file.path);
     }
     Ok(())

@@ -112,7 +112,9 @@ impl Rejection {
             | Self::BadPath(_)
             | Self::BadJson(_)
             | Self::BadBody(_)
-            | Self::BadManifest(manifest::Error::Json(_)) => StatusCode::BAD_REQUEST,
+            | Self::BadManifest(manifest::Error::Json(_) | manifest::Error::Conflicted) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::ReadOnly => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,

@@ -1,7 +1,7 @@
 //! `nshard status`: the state of every tracked file, answered from the index plus a `stat`
 //! of each file whenever the daemon already knows the content.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::{FileStamp, Index};
 use crate::ops::Reporter;
 use crate::ops::hashing::{Storing, hash_file};
@@ -18,6 +18,9 @@ pub enum State {
     New,
     /// Manifest present, file absent.
     Missing,
+    /// The manifest cannot be used (for example a merge left conflict markers in it); the
+    /// report's `problem` says why. Every command that needs it refuses it the same way.
+    Invalid,
 }
 
 /// One file's status.
@@ -35,6 +38,8 @@ pub struct FileReport {
     pub missing_chunks: u64,
     /// The daemon has chunked the file as it is now.
     pub prepared: bool,
+    /// Why the manifest is [`State::Invalid`]; empty otherwise.
+    pub problem: String,
 }
 
 /// The status of every tracked file.
@@ -56,9 +61,20 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
             chunks: 0,
             missing_chunks: 0,
             prepared,
+            problem: String::new(),
         };
         if tracked.has_manifest {
-            let manifest = index.manifest(repo, &tracked.path)?;
+            // One broken manifest must not hide the state of every other file.
+            let manifest = match index.manifest(repo, &tracked.path) {
+                Ok(manifest) => manifest,
+                Err(e @ Error::Manifest { .. }) => {
+                    report.state = State::Invalid;
+                    report.problem = e.to_string();
+                    out.push(report);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             report.chunks = manifest.chunks.len() as u64;
             report.missing_chunks = manifest
                 .chunks

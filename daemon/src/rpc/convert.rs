@@ -45,6 +45,7 @@ impl From<FileReport> for pb::FileStatus {
             State::Modified => pb::FileState::Modified,
             State::New => pb::FileState::New,
             State::Missing => pb::FileState::Missing,
+            State::Invalid => pb::FileState::Invalid,
         };
         Self {
             path: r.path,
@@ -54,6 +55,7 @@ impl From<FileReport> for pb::FileStatus {
             chunks: r.chunks,
             activity: String::new(),
             prepared: r.prepared,
+            problem: r.problem,
         }
     }
 }
