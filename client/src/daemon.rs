@@ -216,6 +216,10 @@ async fn spawn_and_wait(socket: &Path, shardd: Option<&Path>) -> Result<Client> 
         .open(&log_path)
         .with_context(|| format!("failed to open the daemon log {}", log_path.display()))?;
     let log_start = log.metadata().map_or(0, |m| m.len());
+    // The daemon outlives this command: it must not keep descriptors its caller handed us
+    // beyond stdio (a test runner's pipe on fd 3, a make jobserver), or whoever waits for
+    // that pipe to close waits forever. Rust opens its own files close-on-exec already.
+    close_fds::set_fds_cloexec_threadsafe(3, &[]);
     let mut child = Command::new(&bin)
         .arg("--socket")
         .arg(socket)

@@ -279,3 +279,34 @@ fn sigterm_stops_a_daemon_whose_stderr_reader_went_away() {
     );
     assert!(!s.socket().exists(), "the socket was left behind");
 }
+
+/// A daemon that `nshard` starts keeps none of its caller's descriptors beyond stdio: a test
+/// runner or CI step that hands `nshard` a pipe (bats uses fd 3) would otherwise wait forever
+/// for the daemon to close it.
+#[test]
+fn an_auto_spawned_daemon_keeps_none_of_the_callers_descriptors() {
+    let s = Sandbox::new();
+    let marker = s.base().join("caller-fd3");
+    let out = s
+        .command("sh")
+        .current_dir(s.root())
+        .args(["-c", r#"exec 3>"$1"; exec "$2" init"#, "sh"])
+        .arg(&marker)
+        .arg(s.nshard_bin())
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = s.pidfile_pid().expect("nshard started a daemon");
+    let held: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the daemon's descriptors are listed")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .collect();
+    assert!(
+        !held.contains(&marker),
+        "the daemon holds the caller's fd 3: {held:?}"
+    );
+}

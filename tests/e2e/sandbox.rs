@@ -145,6 +145,12 @@ impl Sandbox {
         &self.socket
     }
 
+    /// The `nshard` binary under test.
+    #[must_use]
+    pub fn nshard_bin(&self) -> &Path {
+        &self.bins.nshard
+    }
+
     /// The `shardd` binary the sandbox's `nshard` starts.
     #[must_use]
     pub fn shardd_bin(&self) -> &Path {
