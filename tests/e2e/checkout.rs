@@ -306,6 +306,13 @@ fn temporary_files_a_crash_left_are_hidden_from_git_and_removed_by_the_next_chec
     assert!(!s.path(leftover).exists(), "the leftover was kept");
     assert!(s.path("models/.a.bin.b.nshard-X7pQ2z.tmp").exists());
     assert!(s.path("models/.a.bin.nshard-notes.txt").exists());
+
+    // A crash can leave a copy beside a file that is up to date: the next checkout of the
+    // file removes it too, though it writes nothing.
+    s.write(leftover, &data);
+    let said = s.json(&["checkout", "--json"]);
+    assert_eq!(said["unchanged"], 1, "{said:#}");
+    assert!(!s.path(leftover).exists(), "the leftover was kept");
 }
 
 #[test]

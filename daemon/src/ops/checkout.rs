@@ -160,6 +160,11 @@ pub fn checkout_from(
         if path.exists() {
             let current = content_hash(repo, index, file)?;
             if current == manifest.sha256 {
+                // A crashed rebuild of an up-to-date file left a copy of it: remove that too
+                // (never through a directory that leads out of the repository).
+                if ensure_parent_inside(repo, &path).is_ok() {
+                    leftovers.remove_for(&path);
+                }
                 report.unchanged += 1;
                 continue;
             }
