@@ -19,7 +19,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn temp_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     let (dir, name) = split(path);
     tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
+        .prefix(&format!(".{}.", temp_stem(&name)))
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| with_path(e, dir))
@@ -38,7 +38,7 @@ const RANDOM_CHARS: usize = 6;
 pub fn rebuild_sibling(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     let (dir, name) = split(path);
     tempfile::Builder::new()
-        .prefix(&format!(".{name}{REBUILD_MARK}"))
+        .prefix(&format!(".{}{REBUILD_MARK}", temp_stem(&name)))
         .rand_bytes(RANDOM_CHARS)
         .suffix(".tmp")
         .tempfile_in(dir)
@@ -59,7 +59,7 @@ impl LeftoverTemps {
     /// Deletes the temporaries left by earlier rebuilds of `path`.
     pub fn remove_for(&mut self, path: &Path) {
         let (dir, name) = split(path);
-        let prefix = format!(".{name}{REBUILD_MARK}");
+        let prefix = format!(".{}{REBUILD_MARK}", temp_stem(&name));
         let found = self
             .by_dir
             .entry(dir.to_path_buf())
@@ -99,6 +99,19 @@ pub fn is_rebuild_temp(name: &str) -> bool {
             .rsplit_once(REBUILD_MARK)
             .and_then(|(_, rest)| rest.strip_suffix(".tmp"))
             .is_some_and(is_random_part)
+}
+
+/// Longest part of a file's name a temporary file's name repeats: names may have 255 bytes,
+/// and a temporary adds up to 19 to its file's name.
+const MAX_TEMP_STEM: usize = 200;
+
+/// `name`, cut to [`MAX_TEMP_STEM`] bytes (at a character boundary) for a temporary's name.
+fn temp_stem(name: &str) -> &str {
+    let mut end = name.len().min(MAX_TEMP_STEM);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// True for the random part of a temporary file's name.
@@ -192,5 +205,25 @@ mod tests {
         assert!(fresh.path().exists());
         leftovers.remove_for(&dir.path().join("b.bin"));
         assert!(!dir.path().join(".b.bin.nshard-Xy12Zw.tmp").exists());
+    }
+
+    #[test]
+    fn files_with_the_longest_names_get_temporaries_and_replacements() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // 255 bytes, the limit, with multi-byte characters around the cut.
+        let name = format!("{}.bin", "é".repeat(125)) + "x";
+        assert_eq!(name.len(), 255);
+        let path = dir.path().join(&name);
+        write_atomic(&path, b"model").expect("replaced atomically");
+        assert_eq!(std::fs::read(&path).expect("read"), b"model");
+
+        let stale = dir
+            .path()
+            .join(format!(".{}{REBUILD_MARK}Ab12Cd.tmp", temp_stem(&name)));
+        std::fs::write(&stale, b"x").expect("written");
+        LeftoverTemps::default().remove_for(&path);
+        assert!(!stale.exists(), "the leftover of a long name was kept");
+        let tmp = rebuild_sibling(&path).expect("a temporary beside the longest name");
+        persist_rebuildable(tmp, &path).expect("renamed");
     }
 }
