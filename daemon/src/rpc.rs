@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use crate::activity::{Activity, Change, CheckoutsShown};
-use crate::chunk::cdc::{Chunking, DEFAULT_AVG_BYTES};
+use crate::chunk::cdc::{self, Chunking, DEFAULT_AVG_BYTES};
 use crate::error::Result;
 use crate::ops::{
     self, checkout, commit, diff, gc, gitignore, history, hooks, status, track, transfer, verify,
@@ -132,13 +132,19 @@ impl Shardd for Service {
     ) -> Result<Response<pb::InitResponse>, Status> {
         let req = request.into_inner();
         let _ = crate::repos::check_cwd(&req.cwd)?;
-        let size = u32::try_from(req.chunk_size).unwrap_or(u32::MAX);
-        let chunking = match (req.fixed, size) {
-            (false, 0) => Chunking::default(),
-            (false, avg) => Chunking::fastcdc(avg).map_err(crate::Error::from)?,
-            (true, 0) => Chunking::fixed(DEFAULT_AVG_BYTES).map_err(crate::Error::from)?,
-            (true, block) => Chunking::fixed(block).map_err(crate::Error::from)?,
-        };
+        let size = u32::try_from(req.chunk_size);
+        let chunking = match (req.fixed, req.chunk_size) {
+            (false, 0) => Ok(Chunking::default()),
+            (true, 0) => Chunking::fixed(DEFAULT_AVG_BYTES),
+            // Out of range whatever its kind, and named as the user gave it.
+            (false, avg) => size
+                .map_err(|_| cdc::Error::AvgOutOfRange(avg))
+                .and_then(Chunking::fastcdc),
+            (true, block) => size
+                .map_err(|_| cdc::Error::BlockOutOfRange(block))
+                .and_then(Chunking::fixed),
+        }
+        .map_err(crate::Error::from)?;
         let (repo, created) = blocking(move || Repo::init(Path::new(&req.cwd), chunking)).await?;
         Ok(Response::new(pb::InitResponse {
             root: repo.root.display().to_string(),

@@ -167,6 +167,15 @@ fn editing_one_mib_in_the_middle_stores_only_a_few_new_chunks() {
 #[test]
 fn init_chunking_options_reach_the_manifest() {
     let s = Sandbox::new();
+    // Sizes beyond what any chunking allows are named as given, not as a clamped number.
+    for (args, named) in [
+        (&["init", "--chunk-size", "5GiB"][..], "5368709120"),
+        (&["init", "--chunk-size", "8MiB"], "8388608"),
+        (&["init", "--chunk-size", "5GiB", "--fixed"], "5368709120"),
+    ] {
+        let refused = s.fails(args);
+        assert!(refused.contains(named), "{args:?}: {refused}");
+    }
     let _ = s.ok(&["init", "--chunk-size", "256KiB", "--fixed"]);
     let _ = s.ok(&["track", "models/*.bin"]);
     let data = random_bytes(15, MIB + 1000);

@@ -54,10 +54,10 @@ pub enum Error {
     #[error(
         "chunk size {0} is out of range: content-defined chunks average between 64 KiB and 4 MiB"
     )]
-    AvgOutOfRange(u32),
+    AvgOutOfRange(u64),
     /// Fixed block size outside the supported range.
     #[error("block size {0} is out of range: fixed blocks are between 64 KiB and 16 MiB")]
-    BlockOutOfRange(u32),
+    BlockOutOfRange(u64),
     /// Inconsistent bounds (for example from a hand-edited config).
     #[error(
         "chunking bounds {min}/{avg}/{max} are invalid: need 64 <= min <= avg <= max <= 16 MiB"
@@ -83,7 +83,7 @@ impl Chunking {
     /// FastCDC around `avg` bytes, with the customary bounds `avg / 4` and `avg * 4`.
     pub fn fastcdc(avg: u32) -> Result<Self, Error> {
         if !(MIN_AVG_BYTES..=fastcdc::v2020::AVERAGE_MAX).contains(&avg) {
-            return Err(Error::AvgOutOfRange(avg));
+            return Err(Error::AvgOutOfRange(avg.into()));
         }
         Ok(Self {
             algorithm: Algorithm::Fastcdc,
@@ -96,7 +96,7 @@ impl Chunking {
     /// Fixed blocks of `size` bytes.
     pub fn fixed(size: u32) -> Result<Self, Error> {
         if !(MIN_AVG_BYTES..=MAX_CHUNK_BYTES).contains(&size) {
-            return Err(Error::BlockOutOfRange(size));
+            return Err(Error::BlockOutOfRange(size.into()));
         }
         Ok(Self {
             algorithm: Algorithm::Fixed,
@@ -298,7 +298,7 @@ mod tests {
     fn rejects_out_of_range_sizes() {
         assert_eq!(
             Chunking::fastcdc(8 * MIB),
-            Err(Error::AvgOutOfRange(8 * MIB))
+            Err(Error::AvgOutOfRange((8 * MIB).into()))
         );
         assert!(Chunking::fixed(32 * MIB).is_err());
         let broken = Chunking {
