@@ -56,8 +56,8 @@ pub enum Error {
     Json(String),
     /// A merge of two versions left Git's conflict markers in it.
     #[error(
-        "it has unresolved merge conflict markers: keep one version with `git checkout --ours` \
-         or `--theirs` on it, then run `nshard checkout`"
+        "it has unresolved merge conflict markers (while the merge is in progress, keep one \
+         version with `git checkout --ours` or `--theirs` on it, then run `nshard checkout`)"
     )]
     Conflicted,
     /// JSON, but missing keys or keys of the wrong type (a chunk id that is not 64 hex

@@ -37,6 +37,11 @@ pub async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
         )?;
     } else {
         for p in &s.problems {
+            if p.kind == "invalid-manifest" {
+                // Its id is the SHA-256 of the manifest's bytes, not a chunk's.
+                say!("{} of {}: {}", p.kind, p.files.join(", "), p.hint);
+                continue;
+            }
             say!(
                 "{} chunk {} (needed by {}): {}",
                 p.kind,

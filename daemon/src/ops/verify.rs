@@ -159,7 +159,7 @@ fn invalid_manifests(needs: &Needs) -> impl Iterator<Item = Problem> + '_ {
         chunk: m.id,
         files: vec![m.path.strip_suffix(SUFFIX).unwrap_or(&m.path).to_owned()],
         hint: format!(
-            "{} in Git history is invalid ({}): it cannot be checked out; commit a fixed one",
+            "{} in Git history is invalid ({}): that version cannot be checked out (the others can)",
             m.path, m.error
         ),
     })
