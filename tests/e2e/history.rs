@@ -244,6 +244,43 @@ fn log_follows_renames_and_reports_growth() {
     assert_eq!(same["identical"], true, "the working manifest equals v2");
 }
 
+/// A merge committed with conflict markers still in a manifest is a version of the file too:
+/// `log` lists it with the reason it cannot be checked out, instead of leaving it out, and
+/// the next version's growth is counted against the last valid one.
+#[test]
+fn log_lists_a_version_whose_manifest_was_committed_broken() {
+    let s = Sandbox::with_repo();
+    let v1 = random_bytes(306, 3 * MIB);
+    s.write("models/a.bin", &v1);
+    let _ = s.ok(&["commit", "-m", "first"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-q", "-m", "v1"]);
+    let good = s.read("models/a.bin.shard.json");
+    let mut broken = b"<<<<<<< HEAD\n".to_vec();
+    broken.extend_from_slice(&good);
+    broken.extend_from_slice(b"=======\n>>>>>>> tuned\n");
+    s.write("models/a.bin.shard.json", &broken);
+    let _ = s.git(&["commit", "-q", "-am", "merge with markers"]);
+    s.write("models/a.bin.shard.json", &good);
+    let _ = s.git(&["commit", "-q", "-am", "fixed"]);
+
+    let log = s.json(&["log", "models/a.bin", "--json"]);
+    let entries = log["entries"].as_array().expect("entries");
+    assert_eq!(
+        each(&log["entries"], "subject"),
+        ["fixed", "merge with markers", "v1"]
+    );
+    let problem = entries[1]["problem"].as_str().unwrap();
+    assert!(problem.contains("merge conflict markers"), "{problem}");
+    assert_eq!(entries[0]["problem"], "");
+    assert_eq!(entries[0]["new_bytes"], 0, "the fix restores v1: {log:#}");
+    let human = s.ok(&["log", "models/a.bin"]);
+    assert!(
+        human.contains("merge with markers: its manifest is invalid"),
+        "{human}"
+    );
+}
+
 #[test]
 fn gc_keeps_reflog_versions_until_history_is_really_rewritten() {
     let s = Sandbox::with_repo();

@@ -29,7 +29,7 @@ pub async fn log(ctx: &Ctx, args: LogArgs) -> Result<()> {
             .map(|e| {
                 json!({"commit": e.commit, "date": e.date, "subject": e.subject, "message": e.message,
                        "path": e.path, "size": e.size, "chunks": e.chunks, "new_chunks": e.new_chunks,
-                       "new_bytes": e.new_bytes, "sha256": e.sha256})
+                       "new_bytes": e.new_bytes, "sha256": e.sha256, "problem": e.problem})
             })
             .collect();
         return render::json(&json!({"entries": entries}));
@@ -38,6 +38,21 @@ pub async fn log(ctx: &Ctx, args: LogArgs) -> Result<()> {
         say!("{} has no committed versions in Git history yet", args.file);
     }
     for e in &response.entries {
+        let renamed = if e.path == args.file {
+            String::new()
+        } else {
+            format!("  ({})", e.path)
+        };
+        if !e.problem.is_empty() {
+            say!(
+                "{}  {}  {}{renamed}: {}",
+                &e.commit[..e.commit.len().min(10)],
+                e.date,
+                e.subject,
+                e.problem
+            );
+            continue;
+        }
         say!(
             "{}  {}  {:>10}  {:>4} chunks  +{:<10}  {}{}",
             &e.commit[..e.commit.len().min(10)],
@@ -46,11 +61,7 @@ pub async fn log(ctx: &Ctx, args: LogArgs) -> Result<()> {
             e.chunks,
             size(e.new_bytes),
             e.subject,
-            if e.path == args.file {
-                String::new()
-            } else {
-                format!("  ({})", e.path)
-            }
+            renamed
         );
     }
     Ok(())

@@ -20,8 +20,9 @@ pub struct Version {
     pub subject: String,
     /// Manifest path in that commit, relative to the Git root.
     pub path: String,
-    /// The manifest then.
-    pub manifest: Manifest,
+    /// The manifest then, or why it cannot be used (a merge committed with conflict markers
+    /// in it, say): such a version is listed, not skipped.
+    pub manifest: std::result::Result<Manifest, String>,
     /// Chunks not in the previous (older) version.
     pub new_chunks: u64,
     /// Bytes in those chunks.
@@ -93,28 +94,29 @@ pub fn log(repo: &Repo, file: &str) -> Result<Vec<Version>> {
         let Some(bytes) = git.show(&entry.commit, &entry.path)? else {
             continue; // The commit deleted the manifest.
         };
-        let Ok(manifest) = Manifest::parse(&bytes) else {
-            continue;
-        };
         versions.push(Version {
+            manifest: Manifest::parse(&bytes).map_err(|e| e.to_string()),
             commit: entry.commit,
             date: entry.date,
             subject: entry.subject,
             path: entry.path,
-            manifest,
             new_chunks: 0,
             new_bytes: 0,
         });
     }
-    // Growth of each version against the next older one.
+    // Growth of each valid version against the next older valid one.
     for i in 0..versions.len() {
-        let older: HashSet<ChunkHash> = versions
-            .get(i + 1)
-            .map(|v| v.manifest.chunks.iter().map(|c| c.sha256).collect())
+        let Ok(manifest) = &versions[i].manifest else {
+            continue;
+        };
+        let older: HashSet<ChunkHash> = versions[i + 1..]
+            .iter()
+            .find_map(|v| v.manifest.as_ref().ok())
+            .map(|m| m.chunks.iter().map(|c| c.sha256).collect())
             .unwrap_or_default();
         let mut seen = HashSet::new();
         let (mut chunks, mut bytes) = (0, 0);
-        for c in &versions[i].manifest.chunks {
+        for c in &manifest.chunks {
             if !older.contains(&c.sha256) && seen.insert(c.sha256) {
                 chunks += 1;
                 bytes += u64::from(c.size);

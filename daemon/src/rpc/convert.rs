@@ -152,18 +152,25 @@ impl From<FileEvent> for pb::SubscribeResponse {
 
 impl From<Version> for pb::LogEntry {
     fn from(v: Version) -> Self {
-        Self {
+        let mut entry = Self {
             commit: v.commit,
             date: v.date,
             subject: v.subject,
-            message: v.manifest.message.clone(),
             path: v.path.strip_suffix(SUFFIX).unwrap_or(&v.path).to_owned(),
-            size: v.manifest.size,
-            chunks: v.manifest.chunks.len() as u64,
             new_chunks: v.new_chunks,
             new_bytes: v.new_bytes,
-            sha256: v.manifest.sha256.to_hex(),
+            ..Self::default()
+        };
+        match v.manifest {
+            Ok(manifest) => {
+                entry.message = manifest.message;
+                entry.size = manifest.size;
+                entry.chunks = manifest.chunks.len() as u64;
+                entry.sha256 = manifest.sha256.to_hex();
+            }
+            Err(problem) => entry.problem = format!("its manifest is invalid: {problem}"),
         }
+        entry
     }
 }
 
