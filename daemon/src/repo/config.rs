@@ -93,7 +93,11 @@ impl RepoConfig {
             Err(e) => return Err(e.into()),
         };
         let config: Self = parse_toml(path, &text)?;
-        config.chunking.validate()?;
+        // A hand-edited file: say which one is wrong, not only what.
+        config.chunking.validate().map_err(|e| Error::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
         Ok(config)
     }
 
@@ -125,6 +129,17 @@ mod tests {
             "[track]\n<<<<<<< HEAD\npatterns = [\"a\"]\n=======\npatterns = [\"b\"]\n>>>>>>> x\n";
         let err = parse_toml::<RepoConfig>(path, conflicted).expect_err("conflict");
         assert!(err.to_string().contains("merge conflict markers"), "{err}");
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("config.toml");
+        let bounds = "[chunking]\nalgorithm = \"fastcdc\"\nmin_size = 2097152\n\
+                      avg_size = 8388608\nmax_size = 33554432\n";
+        std::fs::write(&file, bounds).expect("written");
+        let err = RepoConfig::load(&file).expect_err("out of range");
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]
