@@ -36,8 +36,8 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
-    /// Something other than a regular file where a tracked file belongs.
-    #[error("{path} is a {kind}, not the tracked file: move it away, then run the command again")]
+    /// Something other than a regular file where a tracked file or its manifest belongs.
+    #[error("{path} is a {kind} where a file belongs: move it away, then run the command again")]
     NotAFile {
         /// Repository-relative path.
         path: String,

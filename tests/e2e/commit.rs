@@ -258,3 +258,16 @@ fn a_file_keeps_its_manifests_chunking_even_where_the_config_says_otherwise() {
     );
     assert!(out["new_chunks"].as_u64().unwrap() <= 2, "{out:#}");
 }
+
+#[test]
+fn a_directory_where_the_manifest_belongs_is_named_before_any_work() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(17, 100_000));
+    std::fs::create_dir_all(s.path("models/a.bin.shard.json")).unwrap();
+    let refused = s.fails(&["commit", "-m", "first"]);
+    assert!(
+        refused.contains("models/a.bin.shard.json is a directory"),
+        "{refused}"
+    );
+    assert!(s.stored_chunks().is_empty(), "chunks were stored");
+}

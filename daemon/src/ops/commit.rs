@@ -62,6 +62,23 @@ pub fn commit(
         ..
     } in candidates
     {
+        // Checked before any hashing: a manifest can only replace a manifest.
+        let manifest_rel = format!("{file}{}", manifest::SUFFIX);
+        if let Ok(meta) = std::fs::symlink_metadata(repo.abs(&manifest_rel)) {
+            let kind = if meta.is_dir() {
+                Some("directory")
+            } else if meta.file_type().is_symlink() {
+                Some("symbolic link")
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                return Err(Error::NotAFile {
+                    path: manifest_rel,
+                    kind,
+                });
+            }
+        }
         let previous = if has_manifest {
             Some(index.manifest(repo, &file)?)
         } else {
@@ -125,10 +142,7 @@ pub fn commit(
             report.unchanged += 1;
             continue;
         }
-        write_atomic(
-            &repo.abs(&format!("{file}{}", manifest::SUFFIX)),
-            manifest.to_json().as_bytes(),
-        )?;
+        write_atomic(&repo.abs(&manifest_rel), manifest.to_json().as_bytes())?;
         index.forget_prepared(&file)?;
         report.committed.push(Committed {
             manifest,
