@@ -36,6 +36,16 @@ pub enum Error {
         /// Repository-relative path.
         path: String,
     },
+    /// A file that is only behind its manifest, named in a commit.
+    #[error(
+        "{path} is older than its manifest (a git pull, merge or branch switch changed the \
+         manifest, not the file), so committing it would undo that version: run `nshard pull` \
+         to update it first; nothing was committed"
+    )]
+    Outdated {
+        /// Repository-relative path.
+        path: String,
+    },
     /// Something other than a regular file where a tracked file or its manifest belongs.
     #[error("{path} is a {kind} where a file belongs: move it away, then run the command again")]
     NotAFile {
@@ -327,6 +337,7 @@ impl Error {
             | Self::WouldOverwrite { .. }
             | Self::ChangedDuringCheckout { .. }
             | Self::NotAFile { .. }
+            | Self::Outdated { .. }
             | Self::FileUnstable { .. }
             | Self::Git(crate::git::Error::NotGit(_) | crate::git::Error::BadRevision(_)) => {
                 Code::FailedPrecondition

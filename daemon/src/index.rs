@@ -170,6 +170,7 @@ pub struct Index {
     files: sled::Tree,
     prepared: sled::Tree,
     deferred: sled::Tree,
+    synced: sled::Tree,
     db: sled::Db,
 }
 
@@ -223,12 +224,14 @@ impl Index {
         let files = db.open_tree("files")?;
         let prepared = db.open_tree("prepared")?;
         let deferred = db.open_tree("deferred")?;
+        let synced = db.open_tree("synced")?;
         Ok(Self {
             path: dir.to_path_buf(),
             manifests: Arc::default(),
             files,
             prepared,
             deferred,
+            synced,
             db,
         })
     }
@@ -262,6 +265,39 @@ impl Index {
             .insert(file.as_bytes(), stamp.encode(sha256))
             .map_err(|source| self.failed(source))?;
         Ok(())
+    }
+
+    /// Records that `file`, as identified by `stamp`, matches its working manifest, whose
+    /// content is `sha256`: nshard just wrote it from that manifest, or committed it as that
+    /// manifest.
+    pub fn record_synced(&self, file: &str, stamp: &FileStamp, sha256: &ChunkHash) -> Result<()> {
+        let _ = self
+            .synced
+            .insert(file.as_bytes(), stamp.encode(sha256))
+            .map_err(|source| self.failed(source))?;
+        Ok(())
+    }
+
+    /// Forgets that `file` matched its manifest (it now holds another version on purpose).
+    pub fn forget_synced(&self, file: &str) -> Result<()> {
+        let _ = self
+            .synced
+            .remove(file.as_bytes())
+            .map_err(|source| self.failed(source))?;
+        Ok(())
+    }
+
+    /// True when `file` is exactly as nshard last left it in step with its manifest (`stamp`
+    /// unchanged) while the manifest has moved on to `manifest_sha256`: a `git pull`, merge or
+    /// branch switch changed the manifest and nothing has updated the file yet. Committing it
+    /// would record the older version again.
+    #[must_use]
+    pub fn is_outdated(&self, file: &str, stamp: &FileStamp, manifest_sha256: &ChunkHash) -> bool {
+        let Some(bytes) = self.synced.get(file.as_bytes()).ok().flatten() else {
+            return false;
+        };
+        FileStamp::decode(&bytes)
+            .is_some_and(|(synced, sha256)| synced == *stamp && sha256 != *manifest_sha256)
     }
 
     /// Forgets `file`.

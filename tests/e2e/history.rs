@@ -506,3 +506,48 @@ fn checkout_rev_without_names_takes_the_files_recorded_at_that_revision() {
     assert!(s.read("models/a.bin") == a1);
     assert!(s.read("models/b.bin") == b);
 }
+
+/// What a `git pull`, merge or branch switch does without the hooks: the manifest moves on and
+/// the file stays as it was. `status` says the file is outdated (not modified), and `commit`
+/// refuses to record the older content again over the newer version. `checkout` brings it up
+/// to date; `checkout --rev` of another version is a deliberate revert, which may be committed.
+#[test]
+fn a_file_left_behind_by_a_manifest_change_is_outdated_and_not_committed_back() {
+    let s = Sandbox::with_repo();
+    let _ = s.ok(&["git-init"]);
+    let (v1, v2) = (random_bytes(310, 300_000), random_bytes(311, 300_000));
+    s.write("models/a.bin", &v1);
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-qm", "v1"]);
+    let v1_manifest = s.read("models/a.bin.shard.json");
+    s.write("models/a.bin", &v2);
+    let _ = s.ok(&["commit", "-m", "v2"]);
+    let _ = s.git(&["commit", "-qam", "v2"]);
+
+    let _ = s.git(&["checkout", "-qb", "older", "HEAD~1"]);
+    let state = |s: &Sandbox| s.json(&["status", "--json"])["files"][0]["state"].clone();
+    assert_eq!(state(&s), "outdated");
+    assert!(s.ok(&["status"]).contains("run `nshard pull`"));
+    let refused = s.fails(&["commit", "-m", "oops"]);
+    assert!(
+        refused.contains("models/a.bin is older than its manifest"),
+        "{refused}"
+    );
+    assert_eq!(
+        s.read("models/a.bin.shard.json"),
+        v1_manifest,
+        "the manifest was rewritten"
+    );
+
+    let _ = s.ok(&["checkout"]);
+    assert_eq!(s.read("models/a.bin"), v1);
+    assert_eq!(state(&s), "clean");
+
+    // Taking v2 back on purpose on this branch is a change like any other.
+    let _ = s.ok(&["checkout", "--rev", "main", "models/a.bin"]);
+    assert_eq!(state(&s), "modified");
+    let _ = s.ok(&["commit", "-m", "back to v2"]);
+    assert_eq!(state(&s), "clean");
+    assert_eq!(s.read("models/a.bin"), v2);
+}

@@ -1,7 +1,7 @@
 //! `nshard status`.
 //!
 //! `--json` schema (stable): `{"root": str, "files": [{"path": str, "state":
-//! "clean"|"modified"|"new"|"missing"|"invalid", "size": int, "chunks": int, "missing_chunks":
+//! "clean"|"modified"|"new"|"missing"|"invalid"|"outdated", "size": int, "chunks": int, "missing_chunks":
 //! int, "prepared": bool, "activity": str, "problem": str}]}`; `problem` says why an
 //! `invalid` file's manifest cannot be used (empty otherwise).
 
@@ -21,6 +21,7 @@ fn state_name(state: FileState) -> &'static str {
         FileState::New => "new",
         FileState::Missing => "missing",
         FileState::Invalid => "invalid",
+        FileState::Outdated => "outdated",
         FileState::Unspecified => "unknown",
     }
 }
@@ -54,7 +55,10 @@ pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
         return Ok(());
     }
     for file in &response.files {
-        let note = if file.missing_chunks > 0 {
+        let note = if file.state() == FileState::Outdated {
+            "  (its manifest changed since it was written: run `nshard pull` to update it)"
+                .to_owned()
+        } else if file.missing_chunks > 0 {
             format!(
                 "  ({} of {} chunks not stored locally: run `nshard pull`)",
                 file.missing_chunks, file.chunks

@@ -165,6 +165,13 @@ pub fn checkout_from(
                 if ensure_parent_inside(repo, &path).is_ok() {
                     leftovers.remove_for(&path);
                 }
+                note_sync(
+                    repo,
+                    index,
+                    file,
+                    &FileStamp::read(&path)?,
+                    &manifest.sha256,
+                )?;
                 report.unchanged += 1;
                 continue;
             }
@@ -198,11 +205,29 @@ pub fn checkout_from(
             }
             Ok(())
         })?;
-        index.record(file, &FileStamp::read(&path)?, &manifest.sha256)?;
+        let stamp = FileStamp::read(&path)?;
+        index.record(file, &stamp, &manifest.sha256)?;
+        note_sync(repo, index, file, &stamp, &manifest.sha256)?;
         report.bytes_written += manifest.size;
         report.written.push(file.clone());
     }
     Ok(report)
+}
+
+/// Notes whether `file`, now holding content `sha256` as `stamp`, matches its working
+/// manifest. A file checked out at another revision does not: it may be committed as a revert,
+/// so it must not count as merely behind its manifest.
+fn note_sync(
+    repo: &Repo,
+    index: &Index,
+    file: &str,
+    stamp: &FileStamp,
+    sha256: &ChunkHash,
+) -> Result<()> {
+    match index.manifest(repo, file) {
+        Ok(working) if working.sha256 == *sha256 => index.record_synced(file, stamp, sha256),
+        _ => index.forget_synced(file),
+    }
 }
 
 /// Every manifest in the working tree, as file paths.

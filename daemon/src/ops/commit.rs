@@ -47,6 +47,42 @@ pub struct CommitReport {
     pub stored_bytes: u64,
 }
 
+/// Refuses, before anything is committed, a file that is only behind its manifest: committing
+/// it would quietly record the older version again over a teammate's newer one.
+fn refuse_outdated(repo: &Repo, index: &Index, candidates: &[Tracked]) -> Result<()> {
+    for tracked in candidates.iter().filter(|t| t.exists && t.has_manifest) {
+        let Ok(manifest) = index.manifest(repo, &tracked.path) else {
+            continue; // Refused with its own reason when the file's turn comes.
+        };
+        let stamp = FileStamp::read(&repo.abs(&tracked.path))?;
+        if index.is_outdated(&tracked.path, &stamp, &manifest.sha256) {
+            return Err(Error::Outdated {
+                path: tracked.path.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a directory or symbolic link where the manifest `manifest_rel` belongs, before any
+/// hashing: a manifest can only replace a manifest.
+fn check_manifest_slot(repo: &Repo, manifest_rel: &str) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(repo.abs(manifest_rel)) else {
+        return Ok(());
+    };
+    let kind = if meta.is_dir() {
+        "directory"
+    } else if meta.file_type().is_symlink() {
+        "symbolic link"
+    } else {
+        return Ok(());
+    };
+    Err(Error::NotAFile {
+        path: manifest_rel.to_owned(),
+        kind,
+    })
+}
+
 /// Commits the tracked files selected by `options`.
 pub fn commit(
     repo: &Repo,
@@ -55,6 +91,7 @@ pub fn commit(
     reporter: &mut Reporter,
 ) -> Result<CommitReport> {
     let candidates = select(repo, &options.paths)?;
+    refuse_outdated(repo, index, &candidates)?;
     let mut report = CommitReport::default();
     for Tracked {
         path: file,
@@ -62,23 +99,8 @@ pub fn commit(
         ..
     } in candidates
     {
-        // Checked before any hashing: a manifest can only replace a manifest.
         let manifest_rel = format!("{file}{}", manifest::SUFFIX);
-        if let Ok(meta) = std::fs::symlink_metadata(repo.abs(&manifest_rel)) {
-            let kind = if meta.is_dir() {
-                Some("directory")
-            } else if meta.file_type().is_symlink() {
-                Some("symbolic link")
-            } else {
-                None
-            };
-            if let Some(kind) = kind {
-                return Err(Error::NotAFile {
-                    path: manifest_rel,
-                    kind,
-                });
-            }
-        }
+        check_manifest_slot(repo, &manifest_rel)?;
         let previous = if has_manifest {
             Some(index.manifest(repo, &file)?)
         } else {
@@ -94,6 +116,7 @@ pub fn commit(
                     .iter()
                     .all(|c| repo.store.contains(&c.sha256));
                 if present {
+                    index.record_synced(&file, &stamp, &previous.sha256)?;
                     report.unchanged += 1;
                     report.reused_chunks += previous.chunks.len() as u64;
                     continue;
@@ -135,14 +158,17 @@ pub fn commit(
             created_at: options.created_at.clone(),
             chunks: hashed.chunks,
         };
+        let synced = hashed.stamp.expect("set after hashing");
         if previous
             .as_ref()
             .is_some_and(|p| p.same_content(&manifest) && p.path == file)
         {
+            index.record_synced(&file, &synced, &manifest.sha256)?;
             report.unchanged += 1;
             continue;
         }
         write_atomic(&repo.abs(&manifest_rel), manifest.to_json().as_bytes())?;
+        index.record_synced(&file, &synced, &manifest.sha256)?;
         index.forget_prepared(&file)?;
         report.committed.push(Committed {
             manifest,

@@ -18,6 +18,9 @@ pub enum State {
     New,
     /// Manifest present, file absent.
     Missing,
+    /// Behind its manifest: the file is as nshard last left it, but the manifest has moved on
+    /// (a `git pull`, merge or branch switch without the hooks): `nshard pull` updates it.
+    Outdated,
     /// The manifest cannot be used (for example a merge left conflict markers in it); the
     /// report's `problem` says why. Every command that needs it refuses it the same way.
     Invalid,
@@ -83,6 +86,9 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
                 .count() as u64;
             report.state = if !tracked.exists {
                 State::Missing
+            } else if stamp.is_some_and(|s| index.is_outdated(&tracked.path, &s, &manifest.sha256))
+            {
+                State::Outdated
             } else if size != manifest.size {
                 State::Modified
             } else if stamp.and_then(|s| index.known_hash(&tracked.path, &s))

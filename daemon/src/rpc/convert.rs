@@ -46,6 +46,7 @@ impl From<FileReport> for pb::FileStatus {
             State::New => pb::FileState::New,
             State::Missing => pb::FileState::Missing,
             State::Invalid => pb::FileState::Invalid,
+            State::Outdated => pb::FileState::Outdated,
         };
         Self {
             path: r.path,
