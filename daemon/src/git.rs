@@ -102,6 +102,9 @@ impl Git {
         let out = match self.git(&[
             "log",
             "--follow",
+            // A merge that changed the file is one of its versions too (a conflicted one
+            // included); without this, --follow leaves merges out.
+            "--diff-merges=first-parent",
             "--name-only",
             "--format=%x1e%H%x1f%aI%x1f%s",
             "--",

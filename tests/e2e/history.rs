@@ -245,35 +245,57 @@ fn log_follows_renames_and_reports_growth() {
 }
 
 /// A merge committed with conflict markers still in a manifest is a version of the file too:
-/// `log` lists it with the reason it cannot be checked out, instead of leaving it out, and
-/// the next version's growth is counted against the last valid one.
+/// `log` lists it with the reason it cannot be checked out, instead of leaving it out.
 #[test]
-fn log_lists_a_version_whose_manifest_was_committed_broken() {
+fn log_lists_a_merge_whose_manifest_was_committed_with_conflict_markers() {
     let s = Sandbox::with_repo();
-    let v1 = random_bytes(306, 3 * MIB);
-    s.write("models/a.bin", &v1);
+    let _ = s.ok(&["git-init"]);
+    s.write("models/a.bin", &random_bytes(306, MIB));
     let _ = s.ok(&["commit", "-m", "first"]);
     let _ = s.git(&["add", "-A"]);
-    let _ = s.git(&["commit", "-q", "-m", "v1"]);
-    let good = s.read("models/a.bin.shard.json");
-    let mut broken = b"<<<<<<< HEAD\n".to_vec();
-    broken.extend_from_slice(&good);
-    broken.extend_from_slice(b"=======\n>>>>>>> tuned\n");
-    s.write("models/a.bin.shard.json", &broken);
-    let _ = s.git(&["commit", "-q", "-am", "merge with markers"]);
-    s.write("models/a.bin.shard.json", &good);
-    let _ = s.git(&["commit", "-q", "-am", "fixed"]);
+    let _ = s.git(&["commit", "-qm", "v1"]);
+    let _ = s.git(&["checkout", "-qb", "tuned"]);
+    s.write("models/a.bin", &random_bytes(307, MIB));
+    let _ = s.ok(&["commit", "-m", "tuned"]);
+    let _ = s.git(&["commit", "-qam", "tuned"]);
+    let _ = s.git(&["checkout", "-q", "main"]);
+    let _ = s.ok(&["checkout"]);
+    s.write("models/a.bin", &random_bytes(308, MIB));
+    let _ = s.ok(&["commit", "-m", "retrained"]);
+    let _ = s.git(&["commit", "-qam", "retrained"]);
+    let merge = s
+        .command("git")
+        .current_dir(s.root())
+        .args(["merge", "-q", "tuned"])
+        .output()
+        .unwrap();
+    assert!(!merge.status.success(), "the manifests must conflict");
+    let _ = s.git(&["commit", "-qam", "merge with markers"]);
+    let _ = s.git(&["checkout", "HEAD^1", "--", "models/a.bin.shard.json"]);
+    let _ = s.git(&["commit", "-qm", "fixed"]);
 
     let log = s.json(&["log", "models/a.bin", "--json"]);
-    let entries = log["entries"].as_array().expect("entries");
+    let mut subjects = each(&log["entries"], "subject");
+    subjects.sort_unstable();
     assert_eq!(
-        each(&log["entries"], "subject"),
-        ["fixed", "merge with markers", "v1"]
+        subjects,
+        ["fixed", "merge with markers", "retrained", "tuned", "v1"]
     );
-    let problem = entries[1]["problem"].as_str().unwrap();
+    let entry = |subject: &str| {
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["subject"] == subject)
+            .unwrap()
+            .clone()
+    };
+    let problem = entry("merge with markers")["problem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(problem.contains("merge conflict markers"), "{problem}");
-    assert_eq!(entries[0]["problem"], "");
-    assert_eq!(entries[0]["new_bytes"], 0, "the fix restores v1: {log:#}");
+    assert_eq!(entry("fixed")["problem"], "");
     let human = s.ok(&["log", "models/a.bin"]);
     assert!(
         human.contains("merge with markers: its manifest is invalid"),
