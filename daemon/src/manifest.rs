@@ -56,8 +56,9 @@ pub enum Error {
     Json(String),
     /// A merge of two versions left Git's conflict markers in it.
     #[error(
-        "it has unresolved merge conflict markers (while the merge is in progress, keep one \
-         version with `git checkout --ours` or `--theirs` on it, then run `nshard checkout`)"
+        "it has unresolved merge conflict markers: keep one version with `git checkout --ours` \
+         or `--theirs` on it while the merge is in progress (once the merge is committed, \
+         `git checkout HEAD^1` on it), then run `nshard pull` to fetch and write that version"
     )]
     Conflicted,
     /// JSON, but missing keys or keys of the wrong type (a chunk id that is not 64 hex

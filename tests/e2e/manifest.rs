@@ -181,7 +181,9 @@ fn a_manifest_left_conflicted_by_a_merge_is_invalid_in_status_and_the_rest_still
 
     let refused = s.fails(&["checkout", "models/a.bin"]);
     assert!(refused.contains("git checkout --ours"), "{refused}");
+    // The advice, followed to the letter.
+    assert!(refused.contains("then run `nshard pull`"), "{refused}");
     let _ = s.git(&["checkout", "--theirs", "models/a.bin.shard.json"]);
-    let _ = s.ok(&["checkout", "models/a.bin"]);
+    let _ = s.ok(&["pull"]);
     assert_eq!(s.read("models/a.bin"), random_bytes(82, 300_000));
 }
