@@ -232,6 +232,9 @@ pub struct PullArgs {
     /// Overwrite working files even when their current content is stored nowhere
     #[arg(long)]
     pub force: bool,
+    /// Fetch and write the files as recorded at this Git revision (like `checkout --rev`)
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,

@@ -146,6 +146,19 @@ pub enum Error {
         /// The file that needs it.
         file: String,
     },
+    /// A chunk a file needs at a Git revision is not in the local store.
+    #[error(
+        "chunk {hash:#} of {file} at {rev} is not in the local store: run `nshard pull --rev \
+         {rev}` to fetch it"
+    )]
+    ChunkMissingAt {
+        /// The chunk.
+        hash: ChunkHash,
+        /// The file that needs it.
+        file: String,
+        /// The revision.
+        rev: String,
+    },
     /// A stored chunk whose content does not match its name.
     #[error(
         "chunk {hash:#} of {file} is corrupted in the local store: delete {} and run `nshard pull`",
@@ -304,6 +317,20 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// This error from a checkout of the files at `rev`: a missing chunk is then fetched with
+    /// `pull --rev`, as plain `pull` only fetches what the working tree's manifests need.
+    #[must_use]
+    pub fn fetch_at(self, rev: &str) -> Self {
+        match self {
+            Self::ChunkMissing { hash, file } => Self::ChunkMissingAt {
+                hash,
+                file,
+                rev: rev.to_owned(),
+            },
+            other => other,
+        }
+    }
+
     /// The whole chain as one line, with a hint when the disk is full.
     #[must_use]
     pub fn render(&self) -> String {
@@ -362,6 +389,7 @@ impl Error {
             | Self::FileMissing { .. }
             | Self::NoManifest { .. }
             | Self::ChunkMissing { .. }
+            | Self::ChunkMissingAt { .. }
             | Self::NoManifestAt { .. } => Code::NotFound,
             Self::ChunkSizeMismatch { .. } => Code::DataLoss,
             Self::Cancelled { .. } => Code::Cancelled,

@@ -335,19 +335,9 @@ impl Shardd for Service {
                     };
                     return checkout::checkout(&repo, &handle.index, &files, req.force, reporter);
                 }
-                let git = history::git(&repo)?;
-                // Without names: the files recorded at that revision (a file added since is
-                // left alone, one deleted since comes back), as `git checkout REV -- .` does.
-                let files = if named.is_empty() {
-                    history::files_at(&repo, &git, &req.rev)?
-                } else {
-                    named
-                };
-                let manifests = files
-                    .into_iter()
-                    .map(|f| Ok((f.clone(), history::manifest_at(&repo, &git, &req.rev, &f)?)))
-                    .collect::<Result<Vec<_>>>()?;
+                let manifests = history::manifests_at(&repo, &req.rev, named)?;
                 checkout::checkout_manifests(&repo, &handle.index, &manifests, req.force, reporter)
+                    .map_err(|e| e.fetch_at(&req.rev))
             },
             |p| pb::CheckoutResponse {
                 event: Some(pb::checkout_response::Event::Progress(p)),
@@ -497,6 +487,10 @@ impl Shardd for Service {
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
         let selection = match req.changed.as_slice() {
             [old, new] => transfer::Selection::Changed(old.clone(), new.clone()),
+            _ if !req.rev.is_empty() => transfer::Selection::AtRevision(
+                req.rev.clone(),
+                self.selected_files(&repo, &req.cwd, &req.manifests)?,
+            ),
             _ => {
                 transfer::Selection::Files(self.selected_files(&repo, &req.cwd, &req.manifests)?)
             }

@@ -257,3 +257,38 @@ fn a_pull_with_nothing_to_fetch_needs_no_remote_and_names_none() {
     let said = a.ok(&["pull"]);
     assert!(said.contains("nothing to download"), "{said}");
 }
+
+/// A clone's `pull` fetches what the working tree needs; an older version needs its own
+/// chunks, which `checkout --rev` names `pull --rev` for, and `pull --rev` fetches and writes.
+#[test]
+fn an_older_version_is_fetched_with_pull_rev() {
+    let dir = shared_dir();
+    let url = dir.path().to_str().unwrap();
+    let (v1, v2) = (random_bytes(320, 3 * MIB), random_bytes(321, 3 * MIB));
+    let a = machine_a();
+    publish(&a, FILE, &v1, "v1");
+    let _ = a.ok(&["push", "--remote", url]);
+    publish(&a, FILE, &v2, "v2");
+    let _ = a.ok(&["push", "--remote", url]);
+
+    let b = machine_b(&a);
+    let _ = b.ok(&["pull", "--remote", url]);
+    assert_same(&b, FILE, &v2);
+    let refused = b.fails(&["checkout", "--rev", "HEAD~1"]);
+    assert!(
+        refused.contains("run `nshard pull --rev HEAD~1`"),
+        "{refused}"
+    );
+    assert_same(&b, FILE, &v2);
+
+    let pulled = b.json(&["pull", "--rev", "HEAD~1", "--remote", url, "--json"]);
+    assert!(count(&pulled, "chunks_transferred") > 0, "{pulled:#}");
+    assert_same(&b, FILE, &v1);
+    // Like checkout --rev: the working manifest still names v2, so the file is a change.
+    assert_eq!(
+        b.json(&["status", "--json"])["files"][0]["state"],
+        "modified"
+    );
+    let _ = b.ok(&["checkout"]);
+    assert_same(&b, FILE, &v2);
+}

@@ -63,6 +63,7 @@ pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
         jobs: args.jobs,
         force: args.force,
         changed: Vec::new(),
+        rev: args.rev.unwrap_or_default(),
     };
     let stream = ctx
         .client()

@@ -59,6 +59,22 @@ pub fn files_at(repo: &Repo, git: &Git, rev: &str) -> Result<Vec<String>> {
     Ok(files)
 }
 
+/// The manifests of `files` as committed at `rev`; without names, of every file recorded
+/// there (a file added since is left alone, one deleted since comes back), as
+/// `git checkout REV -- .` does.
+pub fn manifests_at(repo: &Repo, rev: &str, files: Vec<String>) -> Result<Vec<(String, Manifest)>> {
+    let git = git(repo)?;
+    let files = if files.is_empty() {
+        files_at(repo, &git, rev)?
+    } else {
+        files
+    };
+    files
+        .into_iter()
+        .map(|f| Ok((f.clone(), manifest_at(repo, &git, rev, &f)?)))
+        .collect()
+}
+
 /// The manifest of `file` as committed at `rev`, following renames: when the manifest had
 /// another name at `rev`, the name it had in the newest commit of its history that `rev`
 /// contains is used.

@@ -60,6 +60,8 @@ pub enum Selection {
     Revisions(Vec<String>),
     /// Manifests that differ between two revisions (post-checkout, post-merge).
     Changed(String, String),
+    /// These files (empty: every file) as recorded at a revision (`pull --rev`).
+    AtRevision(String, Vec<String>),
 }
 
 /// Loads the manifests a selection names, labelled by file.
@@ -84,6 +86,9 @@ pub fn select(repo: &Repo, selection: &Selection) -> Result<Vec<(String, Manifes
                 .filter_map(|b| Manifest::parse(b).ok())
                 .map(|m| (m.path.clone(), m))
                 .collect())
+        }
+        Selection::AtRevision(rev, files) => {
+            crate::ops::history::manifests_at(repo, rev, files.clone())
         }
         Selection::Changed(old, new) => {
             let git = Git::open(&repo.root)?;
