@@ -109,8 +109,9 @@ pub fn commit(
         let path = repo.abs(&file);
         let stamp = FileStamp::read(&path)?;
         if let Some(previous) = &previous {
-            let same_size = stamp.size == previous.size;
-            if same_size && index.known_hash(&file, &stamp) == Some(previous.sha256) {
+            // A renamed manifest still naming the old path is rewritten below.
+            let same_place = stamp.size == previous.size && previous.path == file;
+            if same_place && index.known_hash(&file, &stamp) == Some(previous.sha256) {
                 let present = previous
                     .chunks
                     .iter()
