@@ -199,7 +199,8 @@ pub enum Error {
     },
     /// Checkout would destroy uncommitted edits.
     #[error(
-        "{path} has changes that are not stored anywhere: commit them, or pass --force to discard them"
+        "{path} holds a version no manifest records (uncommitted edits, or a commit whose \
+         manifest was discarded): commit it, or pass --force to discard it"
     )]
     WouldOverwrite {
         /// Repository-relative path.
