@@ -280,6 +280,23 @@ fn an_older_version_is_fetched_with_pull_rev() {
         "{refused}"
     );
     assert_same(&b, FILE, &v2);
+    let out = b
+        .nshard()
+        .args(["verify", "--all", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hints: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["hint"].as_str().unwrap())
+        .collect();
+    assert!(
+        !hints.is_empty() && hints.iter().all(|h| h.contains("nshard pull --rev REV")),
+        "{report:#}"
+    );
 
     let pulled = b.json(&["pull", "--rev", "HEAD~1", "--remote", url, "--json"]);
     assert!(count(&pulled, "chunks_transferred") > 0, "{pulled:#}");

@@ -64,11 +64,14 @@ struct Needs {
     sizes: BTreeMap<ChunkHash, BTreeSet<(u32, String)>>,
     manifests: u32,
     invalid: Vec<history::InvalidManifest>,
+    /// Chunks the working tree's manifests need (the rest only older versions do).
+    current: HashSet<ChunkHash>,
 }
 
 /// What the manifests of the working tree (and with `all`, of history) need.
 fn needs(repo: &Repo, all: bool) -> Result<Needs> {
     let mut needs = Needs::default();
+    let mut current = HashSet::new();
     let mut add = |path: &str, chunks: &[ChunkRef]| {
         needs.manifests += 1;
         for chunk in chunks {
@@ -87,6 +90,7 @@ fn needs(repo: &Repo, all: bool) -> Result<Needs> {
         let file = manifest.strip_suffix(SUFFIX).expect("listed as a manifest");
         let m = repo.read_manifest(file)?;
         add(file, &m.chunks);
+        current.extend(m.chunks.iter().map(|c| c.sha256));
     }
     let mut invalid = Vec::new();
     if all {
@@ -97,6 +101,7 @@ fn needs(repo: &Repo, all: bool) -> Result<Needs> {
         invalid = bad;
     }
     needs.invalid = invalid;
+    needs.current = current;
     Ok(needs)
 }
 
@@ -145,7 +150,14 @@ pub fn verify_local(repo: &Repo, all: bool, reporter: &mut Reporter) -> Result<V
                 kind: ProblemKind::Missing,
                 chunk: *chunk,
                 files: files.clone(),
-                hint: "run `nshard pull` to fetch it from the remote".into(),
+                hint: if needs.current.contains(chunk) {
+                    "run `nshard pull` to fetch it from the remote".into()
+                } else {
+                    // Plain `pull` fetches what the working tree needs, not older versions.
+                    "only older versions need it: `nshard pull --rev REV` fetches a version's \
+                     chunks (`nshard log` lists the revisions)"
+                        .into()
+                },
             });
         }
     }
