@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// Git for AI models: version multi-gigabyte files beside Git, deduplicated by content.
@@ -158,7 +159,7 @@ pub struct DiffArgs {
     #[arg(value_name = "REV", num_args = 0..=2, conflicts_with = "rev")]
     pub revs: Vec<String>,
     /// Compare the working manifest with the one at this Git revision
-    #[arg(long)]
+    #[arg(long, value_name = "REV", value_parser = NonEmptyStringValueParser::new())]
     pub rev: Option<String>,
     /// Print machine-readable JSON on stdout
     #[arg(long)]
@@ -175,7 +176,7 @@ pub struct CheckoutArgs {
     #[arg(long)]
     pub force: bool,
     /// Materialise the versions recorded at this Git revision (Git's HEAD does not move)
-    #[arg(long)]
+    #[arg(long, value_name = "REV", value_parser = NonEmptyStringValueParser::new())]
     pub rev: Option<String>,
     /// Print the summary as JSON
     #[arg(long)]
@@ -233,7 +234,7 @@ pub struct PullArgs {
     #[arg(long)]
     pub force: bool,
     /// Fetch and write the files as recorded at this Git revision (like `checkout --rev`)
-    #[arg(long, value_name = "REV")]
+    #[arg(long, value_name = "REV", value_parser = NonEmptyStringValueParser::new())]
     pub rev: Option<String>,
     /// Print the summary as JSON
     #[arg(long)]

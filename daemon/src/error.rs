@@ -40,7 +40,7 @@ pub enum Error {
     #[error(
         "{path} is older than its manifest (a git pull, merge or branch switch changed the \
          manifest, not the file), so committing it would undo that version: run `nshard pull` \
-         to update it first; nothing was committed"
+         to update it first, or name the files to commit; nothing was committed"
     )]
     Outdated {
         /// Repository-relative path.

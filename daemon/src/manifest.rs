@@ -57,8 +57,9 @@ pub enum Error {
     /// A merge of two versions left Git's conflict markers in it.
     #[error(
         "it has unresolved merge conflict markers: keep one version with `git checkout --ours` \
-         or `--theirs` on it while the merge is in progress (once the merge is committed, \
-         `git checkout HEAD^1` on it), then run `nshard pull` to fetch and write that version"
+         or `--theirs` on it while the merge is in progress (for a merge already committed, \
+         take a parent's version: `git checkout <merge>^1 -- <manifest>`), then run \
+         `nshard pull` to fetch and write that version"
     )]
     Conflicted,
     /// JSON, but missing keys or keys of the wrong type (a chunk id that is not 64 hex

@@ -487,9 +487,13 @@ impl Shardd for Service {
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
         let selection = match req.changed.as_slice() {
             [old, new] => transfer::Selection::Changed(old.clone(), new.clone()),
+            // Without names, the files recorded at that revision (not the working tree's).
             _ if !req.rev.is_empty() => transfer::Selection::AtRevision(
                 req.rev.clone(),
-                self.selected_files(&repo, &req.cwd, &req.manifests)?,
+                req.manifests
+                    .iter()
+                    .map(|m| repo.file_arg(Path::new(&req.cwd), m))
+                    .collect::<Result<_>>()?,
             ),
             _ => {
                 transfer::Selection::Files(self.selected_files(&repo, &req.cwd, &req.manifests)?)

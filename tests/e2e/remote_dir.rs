@@ -268,6 +268,8 @@ fn an_older_version_is_fetched_with_pull_rev() {
     let a = machine_a();
     publish(&a, FILE, &v1, "v1");
     let _ = a.ok(&["push", "--remote", url]);
+    let added = random_bytes(322, MIB);
+    a.write("models/y.bin", &added);
     publish(&a, FILE, &v2, "v2");
     let _ = a.ok(&["push", "--remote", url]);
 
@@ -298,9 +300,22 @@ fn an_older_version_is_fetched_with_pull_rev() {
         "{report:#}"
     );
 
+    let empty = b
+        .nshard()
+        .args(["pull", "--rev", "", "--remote", url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        empty.status.code(),
+        Some(2),
+        "an empty revision is a usage error"
+    );
+
+    // Without names: the files recorded at HEAD~1; y.bin, added since, is left alone.
     let pulled = b.json(&["pull", "--rev", "HEAD~1", "--remote", url, "--json"]);
     assert!(count(&pulled, "chunks_transferred") > 0, "{pulled:#}");
     assert_same(&b, FILE, &v1);
+    assert_same(&b, "models/y.bin", &added);
     // Like checkout --rev: the working manifest still names v2, so the file is a change.
     assert_eq!(
         b.json(&["status", "--json"])["files"][0]["state"],
