@@ -162,6 +162,18 @@ pub struct Prepared {
     pub stored_bytes: u64,
 }
 
+/// Where a file stands against its manifest, by what nshard last recorded (see
+/// [`Index::sync_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// As nshard last left it, and the manifest still names that content.
+    InStep,
+    /// As nshard last left it, but the manifest has moved on: the file is behind.
+    Outdated,
+    /// Changed since, or never recorded: only its content can tell.
+    Unknown,
+}
+
 /// A repository's index.
 #[derive(Clone)]
 pub struct Index {
@@ -271,10 +283,15 @@ impl Index {
     /// content is `sha256`: nshard just wrote it from that manifest, or committed it as that
     /// manifest.
     pub fn record_synced(&self, file: &str, stamp: &FileStamp, sha256: &ChunkHash) -> Result<()> {
-        let _ = self
-            .synced
-            .insert(file.as_bytes(), stamp.encode(sha256))
-            .map_err(|source| self.failed(source))?;
+        let value = stamp.encode(sha256);
+        // A commit of 1000 unchanged files must not write 1000 unchanged entries.
+        let known = self.synced.get(file.as_bytes()).ok().flatten();
+        if known.as_deref() != Some(value.as_slice()) {
+            let _ = self
+                .synced
+                .insert(file.as_bytes(), value)
+                .map_err(|source| self.failed(source))?;
+        }
         Ok(())
     }
 
@@ -287,17 +304,32 @@ impl Index {
         Ok(())
     }
 
+    /// How `file`, as `stamp` identifies it now, stands against its manifest's content
+    /// `manifest_sha256`, as far as the last [`record_synced`](Self::record_synced) tells.
+    #[must_use]
+    pub fn sync_state(
+        &self,
+        file: &str,
+        stamp: &FileStamp,
+        manifest_sha256: &ChunkHash,
+    ) -> SyncState {
+        let recorded = self.synced.get(file.as_bytes()).ok().flatten();
+        match recorded.as_deref().and_then(FileStamp::decode) {
+            Some((synced, sha256)) if synced == *stamp && sha256 == *manifest_sha256 => {
+                SyncState::InStep
+            }
+            Some((synced, _)) if synced == *stamp => SyncState::Outdated,
+            _ => SyncState::Unknown,
+        }
+    }
+
     /// True when `file` is exactly as nshard last left it in step with its manifest (`stamp`
     /// unchanged) while the manifest has moved on to `manifest_sha256`: a `git pull`, merge or
     /// branch switch changed the manifest and nothing has updated the file yet. Committing it
     /// would record the older version again.
     #[must_use]
     pub fn is_outdated(&self, file: &str, stamp: &FileStamp, manifest_sha256: &ChunkHash) -> bool {
-        let Some(bytes) = self.synced.get(file.as_bytes()).ok().flatten() else {
-            return false;
-        };
-        FileStamp::decode(&bytes)
-            .is_some_and(|(synced, sha256)| synced == *stamp && sha256 != *manifest_sha256)
+        self.sync_state(file, stamp, manifest_sha256) == SyncState::Outdated
     }
 
     /// Forgets `file`.

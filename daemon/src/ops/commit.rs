@@ -1,9 +1,11 @@
 //! `nshard commit`: chunk and store every changed tracked file, then write its manifest.
 
+use std::sync::Arc;
+
 use crate::chunk::cdc::Chunking;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::index::{FileStamp, Index};
+use crate::index::{FileStamp, Index, SyncState};
 use crate::manifest::{self, Manifest};
 use crate::ops::Reporter;
 use crate::ops::hashing::{Hashed, Storing, hash_file};
@@ -47,25 +49,59 @@ pub struct CommitReport {
     pub stored_bytes: u64,
 }
 
-/// Refuses, before anything is committed, a file that is only behind its manifest: committing
-/// it would quietly record the older version again over a teammate's newer one.
-fn refuse_outdated(repo: &Repo, index: &Index, candidates: &[Tracked]) -> Result<()> {
-    for tracked in candidates.iter().filter(|t| t.exists && t.has_manifest) {
-        let Ok(manifest) = index.manifest(repo, &tracked.path) else {
-            continue; // Refused with its own reason when the file's turn comes.
-        };
-        let stamp = FileStamp::read(&repo.abs(&tracked.path))?;
-        if index.is_outdated(&tracked.path, &stamp, &manifest.sha256) {
-            return Err(Error::Outdated {
-                path: tracked.path.clone(),
-            });
-        }
-    }
-    Ok(())
+/// A file to commit, as the cheap first pass found it.
+struct Planned {
+    /// Repository-relative path.
+    file: String,
+    /// Its manifest's path.
+    manifest_rel: String,
+    /// The manifest it has now.
+    previous: Option<Arc<Manifest>>,
+    /// The file's stamp when planned.
+    stamp: FileStamp,
+    /// Whether the index already records the file as in step with `previous`.
+    in_step: bool,
 }
 
-/// Refuses a directory or symbolic link where the manifest `manifest_rel` belongs, before any
-/// hashing: a manifest can only replace a manifest.
+/// One `stat` and one manifest lookup per file, and every refusal that can be made before
+/// anything is written: an unusable manifest, something other than a file where a new
+/// manifest belongs, and a file that is only behind its manifest (committing it would quietly
+/// record the older version again over a teammate's newer one).
+fn plan(repo: &Repo, index: &Index, candidates: Vec<Tracked>) -> Result<Vec<Planned>> {
+    let mut planned = Vec::with_capacity(candidates.len());
+    for Tracked {
+        path: file,
+        has_manifest,
+        ..
+    } in candidates
+    {
+        let manifest_rel = format!("{file}{}", manifest::SUFFIX);
+        let previous = if has_manifest {
+            Some(index.manifest(repo, &file)?)
+        } else {
+            check_manifest_slot(repo, &manifest_rel)?;
+            None
+        };
+        let stamp = FileStamp::read(&repo.abs(&file))?;
+        let sync = previous.as_ref().map_or(SyncState::Unknown, |p| {
+            index.sync_state(&file, &stamp, &p.sha256)
+        });
+        if sync == SyncState::Outdated {
+            return Err(Error::Outdated { path: file });
+        }
+        planned.push(Planned {
+            file,
+            manifest_rel,
+            previous,
+            stamp,
+            in_step: sync == SyncState::InStep,
+        });
+    }
+    Ok(planned)
+}
+
+/// Refuses a directory or symbolic link where the manifest `manifest_rel` belongs: a manifest
+/// can only replace a manifest.
 fn check_manifest_slot(repo: &Repo, manifest_rel: &str) -> Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(repo.abs(manifest_rel)) else {
         return Ok(());
@@ -90,24 +126,17 @@ pub fn commit(
     options: &CommitOptions,
     reporter: &mut Reporter,
 ) -> Result<CommitReport> {
-    let candidates = select(repo, &options.paths)?;
-    refuse_outdated(repo, index, &candidates)?;
+    let planned = plan(repo, index, select(repo, &options.paths)?)?;
     let mut report = CommitReport::default();
-    for Tracked {
-        path: file,
-        has_manifest,
-        ..
-    } in candidates
+    for Planned {
+        file,
+        manifest_rel,
+        previous,
+        stamp,
+        in_step,
+    } in planned
     {
-        let manifest_rel = format!("{file}{}", manifest::SUFFIX);
-        check_manifest_slot(repo, &manifest_rel)?;
-        let previous = if has_manifest {
-            Some(index.manifest(repo, &file)?)
-        } else {
-            None
-        };
         let path = repo.abs(&file);
-        let stamp = FileStamp::read(&path)?;
         if let Some(previous) = &previous {
             // A renamed manifest still naming the old path is rewritten below.
             let same_place = stamp.size == previous.size && previous.path == file;
@@ -117,7 +146,9 @@ pub fn commit(
                     .iter()
                     .all(|c| repo.store.contains(&c.sha256));
                 if present {
-                    index.record_synced(&file, &stamp, &previous.sha256)?;
+                    if !in_step {
+                        index.record_synced(&file, &stamp, &previous.sha256)?;
+                    }
                     report.unchanged += 1;
                     report.reused_chunks += previous.chunks.len() as u64;
                     continue;
@@ -168,6 +199,8 @@ pub fn commit(
             report.unchanged += 1;
             continue;
         }
+        // A manifest that is a symbolic link is not written through.
+        check_manifest_slot(repo, &manifest_rel)?;
         write_atomic(&repo.abs(&manifest_rel), manifest.to_json().as_bytes())?;
         index.record_synced(&file, &synced, &manifest.sha256)?;
         index.forget_prepared(&file)?;
