@@ -487,6 +487,9 @@ impl Shardd for Service {
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
         let selection = match req.changed.as_slice() {
             [old, new] => transfer::Selection::Changed(old.clone(), new.clone()),
+            _ if req.outdated => {
+                transfer::Selection::Only(status::outdated_files(&repo, &handle.index)?)
+            }
             // Without names, the files recorded at that revision (not the working tree's).
             _ if !req.rev.is_empty() => transfer::Selection::AtRevision(
                 req.rev.clone(),

@@ -579,3 +579,24 @@ fn a_file_left_behind_by_a_manifest_change_is_outdated_and_not_committed_back() 
     assert_eq!(state(&s), "clean");
     assert_eq!(s.read("models/a.bin"), v2);
 }
+
+/// With the hooks installed, a file checkout of a manifest (`git checkout REV -- x.shard.json`,
+/// which does not move HEAD) updates the file too, instead of leaving it outdated.
+#[test]
+fn the_hooks_update_a_file_whose_manifest_alone_was_checked_out() {
+    let mut s = Sandbox::with_repo();
+    with_nshard_on_path(&mut s);
+    let _ = s.ok(&["git-init", "--hooks"]);
+    let (v1, v2) = (random_bytes(312, 300_000), random_bytes(313, 300_000));
+    s.write("models/a.bin", &v1);
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let _ = s.git(&["add", "-A"]);
+    let _ = s.git(&["commit", "-qm", "v1"]);
+    s.write("models/a.bin", &v2);
+    let _ = s.ok(&["commit", "-m", "v2"]);
+    let _ = s.git(&["commit", "-qam", "v2"]);
+
+    let _ = s.git(&["checkout", "HEAD~1", "--", "models/a.bin.shard.json"]);
+    assert_eq!(s.read("models/a.bin"), v1, "the hook left the file behind");
+    assert_eq!(s.json(&["status", "--json"])["files"][0]["state"], "clean");
+}

@@ -21,7 +21,9 @@ pub async fn hook(ctx: &Ctx, args: HookArgs) -> Result<()> {
         "pre-push" => pre_push(ctx, &args.args).await,
         "post-checkout" => match args.args.as_slice() {
             [old, new, flag, ..] if flag == "1" => pull_changed(ctx, old, new).await,
-            _ => Ok(()), // A file checkout: Git did not move HEAD.
+            // A file checkout (`git checkout REV -- x.shard.json`): HEAD did not move, so
+            // update whatever it left behind its manifest.
+            _ => pull_outdated(ctx).await,
         },
         "post-merge" => pull_changed(ctx, "ORIG_HEAD", "HEAD").await,
         other => bail!("unknown hook `{other}`"),
@@ -90,12 +92,34 @@ async fn pre_push(ctx: &Ctx, args: &[String]) -> Result<()> {
 
 async fn pull_changed(ctx: &Ctx, old: &str, new: &str) -> Result<()> {
     let old = if old.is_empty() { ZERO } else { old };
-    let request = PullRequest {
-        cwd: ctx.cwd.clone(),
-        changed: vec![old.to_owned(), new.to_owned()],
-        env: forwarded_env(),
-        ..PullRequest::default()
-    };
+    pull_after_checkout(
+        ctx,
+        PullRequest {
+            cwd: ctx.cwd.clone(),
+            changed: vec![old.to_owned(), new.to_owned()],
+            env: forwarded_env(),
+            ..PullRequest::default()
+        },
+    )
+    .await
+}
+
+async fn pull_outdated(ctx: &Ctx) -> Result<()> {
+    pull_after_checkout(
+        ctx,
+        PullRequest {
+            cwd: ctx.cwd.clone(),
+            outdated: true,
+            env: forwarded_env(),
+            ..PullRequest::default()
+        },
+    )
+    .await
+}
+
+/// Pulls what a checkout or merge changed; a failure is reported, not returned, because Git
+/// has already moved.
+async fn pull_after_checkout(ctx: &Ctx, request: PullRequest) -> Result<()> {
     let result = async {
         let stream = ctx
             .client()

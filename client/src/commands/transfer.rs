@@ -64,6 +64,7 @@ pub async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
         force: args.force,
         changed: Vec::new(),
         rev: args.rev.unwrap_or_default(),
+        outdated: false,
     };
     let stream = ctx
         .client()

@@ -105,6 +105,24 @@ pub fn status(repo: &Repo, index: &Index) -> Result<Vec<FileReport>> {
     Ok(out)
 }
 
+/// The files that are behind their manifests ([`State::Outdated`]).
+pub fn outdated_files(repo: &Repo, index: &Index) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for tracked in repo.tracked()? {
+        if !(tracked.exists && tracked.has_manifest) {
+            continue;
+        }
+        let Ok(manifest) = index.manifest(repo, &tracked.path) else {
+            continue; // An unusable manifest has nothing to update the file to.
+        };
+        let stamp = FileStamp::read(&repo.abs(&tracked.path))?;
+        if index.is_outdated(&tracked.path, &stamp, &manifest.sha256) {
+            out.push(tracked.path);
+        }
+    }
+    Ok(out)
+}
+
 /// The whole-file hash of a working file: from the index when its stamp is unchanged,
 /// otherwise by reading it once (and remembering the answer).
 pub fn content_hash(repo: &Repo, index: &Index, file: &str) -> Result<crate::chunk::ChunkHash> {

@@ -62,6 +62,8 @@ pub enum Selection {
     Changed(String, String),
     /// These files (empty: every file) as recorded at a revision (`pull --rev`).
     AtRevision(String, Vec<String>),
+    /// Exactly these files' working-tree manifests; empty means none.
+    Only(Vec<String>),
 }
 
 /// Loads the manifests a selection names, labelled by file.
@@ -87,6 +89,10 @@ pub fn select(repo: &Repo, selection: &Selection) -> Result<Vec<(String, Manifes
                 .map(|m| (m.path.clone(), m))
                 .collect())
         }
+        Selection::Only(files) => files
+            .iter()
+            .map(|f| Ok((f.clone(), repo.read_manifest(f)?)))
+            .collect(),
         Selection::AtRevision(rev, files) => {
             crate::ops::history::manifests_at(repo, rev, files.clone())
         }
