@@ -256,26 +256,7 @@ fn log_follows_renames_and_reports_growth() {
 fn log_lists_a_merge_whose_manifest_was_committed_with_conflict_markers() {
     let s = Sandbox::with_repo();
     let _ = s.ok(&["git-init"]);
-    s.write("models/a.bin", &random_bytes(306, MIB));
-    let _ = s.ok(&["commit", "-m", "first"]);
-    let _ = s.git(&["add", "-A"]);
-    let _ = s.git(&["commit", "-qm", "v1"]);
-    let _ = s.git(&["checkout", "-qb", "tuned"]);
-    s.write("models/a.bin", &random_bytes(307, MIB));
-    let _ = s.ok(&["commit", "-m", "tuned"]);
-    let _ = s.git(&["commit", "-qam", "tuned"]);
-    let _ = s.git(&["checkout", "-q", "main"]);
-    let _ = s.ok(&["checkout"]);
-    s.write("models/a.bin", &random_bytes(308, MIB));
-    let _ = s.ok(&["commit", "-m", "retrained"]);
-    let _ = s.git(&["commit", "-qam", "retrained"]);
-    let merge = s
-        .command("git")
-        .current_dir(s.root())
-        .args(["merge", "-q", "tuned"])
-        .output()
-        .unwrap();
-    assert!(!merge.status.success(), "the manifests must conflict");
+    s.merge_conflicting_versions("models/a.bin", MIB, [306, 307, 308]);
     let _ = s.git(&["commit", "-qam", "merge with markers"]);
     let _ = s.git(&["checkout", "HEAD^1", "--", "models/a.bin.shard.json"]);
     let _ = s.git(&["commit", "-qm", "fixed"]);
@@ -446,13 +427,7 @@ fn verify_all_names_an_invalid_manifest_in_history() {
             .is_empty()
     );
 
-    let out = s
-        .nshard()
-        .args(["verify", "--all", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = s.json_of_problems(&["verify", "--all", "--json"]);
     let problems = report["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 1, "{report:#}");
     assert_eq!(problems[0]["kind"], "invalid-manifest", "{report:#}");

@@ -137,27 +137,8 @@ fn a_manifest_that_misstates_a_chunk_size_is_refused_and_verify_names_it() {
 fn a_manifest_left_conflicted_by_a_merge_is_invalid_in_status_and_the_rest_still_shows() {
     let s = Sandbox::with_repo();
     let _ = s.ok(&["git-init"]);
-    s.write("models/a.bin", &random_bytes(80, 300_000));
     s.write("models/b.bin", &random_bytes(81, 300_000));
-    let _ = s.ok(&["commit", "-m", "first"]);
-    let _ = s.git(&["add", "-A"]);
-    let _ = s.git(&["commit", "-qm", "first"]);
-    let _ = s.git(&["checkout", "-qb", "tuned"]);
-    s.write("models/a.bin", &random_bytes(82, 300_000));
-    let _ = s.ok(&["commit", "-m", "tuned"]);
-    let _ = s.git(&["commit", "-qam", "tuned"]);
-    let _ = s.git(&["checkout", "-q", "main"]);
-    let _ = s.ok(&["checkout"]);
-    s.write("models/a.bin", &random_bytes(83, 300_000));
-    let _ = s.ok(&["commit", "-m", "retrained"]);
-    let _ = s.git(&["commit", "-qam", "retrained"]);
-    let merge = s
-        .command("git")
-        .current_dir(s.root())
-        .args(["merge", "-q", "tuned"])
-        .output()
-        .unwrap();
-    assert!(!merge.status.success(), "the manifests must conflict");
+    s.merge_conflicting_versions("models/a.bin", 300_000, [80, 82, 83]);
 
     let status = s.json(&["status", "--json"]);
     let files = status["files"].as_array().unwrap();

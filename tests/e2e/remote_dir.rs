@@ -282,13 +282,7 @@ fn an_older_version_is_fetched_with_pull_rev() {
         "{refused}"
     );
     assert_same(&b, FILE, &v2);
-    let out = b
-        .nshard()
-        .args(["verify", "--all", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = b.json_of_problems(&["verify", "--all", "--json"]);
     let hints: Vec<&str> = report["problems"]
         .as_array()
         .unwrap()

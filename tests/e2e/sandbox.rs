@@ -331,6 +331,40 @@ impl Sandbox {
         expect_failure(&out, &format!("nshard {}", args.join(" ")))
     }
 
+    /// Runs `nshard args` (a `--json` report of problems, such as `verify`) in the
+    /// repository root, asserts it exits 1, and returns the report it printed.
+    pub fn json_of_problems(&self, args: &[&str]) -> Value {
+        let out = self.nshard().args(args).output().expect("nshard runs");
+        assert_eq!(out.status.code(), Some(1), "nshard {}", args.join(" "));
+        serde_json::from_slice(&out.stdout).expect("a JSON report")
+    }
+
+    /// Versions `file` so that its manifest conflicts: `v1` on main, then `tuned` on a branch
+    /// and `retrained` on main (`len` bytes from each of `seeds`), committed with nshard and
+    /// Git, then `git merge tuned`, which must stop on the conflict. Needs `git-init`.
+    pub fn merge_conflicting_versions(&self, file: &str, len: usize, seeds: [u64; 3]) {
+        self.write(file, &random_bytes(seeds[0], len));
+        let _ = self.ok(&["commit", "-m", "v1"]);
+        let _ = self.git(&["add", "-A"]);
+        let _ = self.git(&["commit", "-qm", "v1"]);
+        let _ = self.git(&["checkout", "-qb", "tuned"]);
+        self.write(file, &random_bytes(seeds[1], len));
+        let _ = self.ok(&["commit", "-m", "tuned"]);
+        let _ = self.git(&["commit", "-qam", "tuned"]);
+        let _ = self.git(&["checkout", "-q", "main"]);
+        let _ = self.ok(&["checkout"]);
+        self.write(file, &random_bytes(seeds[2], len));
+        let _ = self.ok(&["commit", "-m", "retrained"]);
+        let _ = self.git(&["commit", "-qam", "retrained"]);
+        let merge = self
+            .command("git")
+            .current_dir(&self.root)
+            .args(["merge", "-q", "tuned"])
+            .output()
+            .expect("git runs");
+        assert!(!merge.status.success(), "the manifests must conflict");
+    }
+
     /// Runs `git args` in the repository root, asserts success, returns stdout.
     pub fn git(&self, args: &[&str]) -> String {
         self.git_in(&self.root, args)
