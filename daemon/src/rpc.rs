@@ -487,8 +487,12 @@ impl Shardd for Service {
         let (repo, handle) = self.repos.resolve(&req.cwd)?;
         let selection = match req.changed.as_slice() {
             [old, new] => transfer::Selection::Changed(old.clone(), new.clone()),
+            // A stat of every tracked file: off the async threads.
             _ if req.outdated => {
-                transfer::Selection::Only(status::outdated_files(&repo, &handle.index)?)
+                let (scan, index) = (repo.clone(), handle.index.clone());
+                transfer::Selection::Only(
+                    blocking(move || status::outdated_files(&scan, &index)).await?,
+                )
             }
             // Without names, the files recorded at that revision (not the working tree's).
             _ if !req.rev.is_empty() => transfer::Selection::AtRevision(

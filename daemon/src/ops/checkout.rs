@@ -165,13 +165,10 @@ pub fn checkout_from(
                 if ensure_parent_inside(repo, &path).is_ok() {
                     leftovers.remove_for(&path);
                 }
-                note_sync(
-                    repo,
-                    index,
-                    file,
-                    &FileStamp::read(&path)?,
-                    &manifest.sha256,
-                )?;
+                // The stamp taken first: a change since then leaves no record that matches.
+                if let Some(stamp) = &seen {
+                    note_sync(repo, index, file, stamp, &manifest.sha256)?;
+                }
                 report.unchanged += 1;
                 continue;
             }
