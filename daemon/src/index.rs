@@ -183,6 +183,7 @@ pub struct Index {
     prepared: sled::Tree,
     deferred: sled::Tree,
     synced: sled::Tree,
+    assembled: sled::Tree,
     db: sled::Db,
 }
 
@@ -237,6 +238,7 @@ impl Index {
         let prepared = db.open_tree("prepared")?;
         let deferred = db.open_tree("deferred")?;
         let synced = db.open_tree("synced")?;
+        let assembled = db.open_tree("assembled")?;
         Ok(Self {
             path: dir.to_path_buf(),
             manifests: Arc::default(),
@@ -244,6 +246,7 @@ impl Index {
             prepared,
             deferred,
             synced,
+            assembled,
             db,
         })
     }
@@ -330,6 +333,23 @@ impl Index {
     #[must_use]
     pub fn is_outdated(&self, file: &str, stamp: &FileStamp, manifest_sha256: &ChunkHash) -> bool {
         self.sync_state(file, stamp, manifest_sha256) == SyncState::Outdated
+    }
+
+    /// Records that the chunks of a manifest with assembly id `id` ([`Manifest::assembly_id`])
+    /// make up exactly the file digest it claims: a commit computed both from the same bytes,
+    /// or a checkout read the whole file they made. Checkouts of it then skip that pass.
+    pub fn record_assembled(&self, id: &ChunkHash) -> Result<()> {
+        let _ = self
+            .assembled
+            .insert(id.as_bytes(), &[])
+            .map_err(|source| self.failed(source))?;
+        Ok(())
+    }
+
+    /// Whether [`record_assembled`](Self::record_assembled) was called for `id`.
+    #[must_use]
+    pub fn is_assembled(&self, id: &ChunkHash) -> bool {
+        self.assembled.contains_key(id.as_bytes()).unwrap_or(false)
     }
 
     /// Forgets `file`.

@@ -4,12 +4,16 @@
 use std::fmt::Write as _;
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::chunk::ChunkHash;
 use crate::chunk::cdc::{Chunking, MAX_CHUNK_BYTES};
 
 /// The value of the `format` key of every v1 manifest.
 pub const FORMAT: &str = "neuroshard.manifest/v1";
+
+/// Starts what [`Manifest::assembly_id`] hashes, so it never equals a chunk's or file's digest.
+const ASSEMBLY_DOMAIN: &[u8] = b"neuroshard.assembly/v1\0";
 
 /// Appended to a file's name to name its manifest.
 pub const SUFFIX: &str = ".shard.json";
@@ -166,6 +170,25 @@ impl Manifest {
         out
     }
 
+    /// A digest of what decides the bytes the chunks assemble into and the digest they must
+    /// give: the size, the file digest, and every chunk's place, size and id (not the path,
+    /// message or chunking). Once one assembly with this id was seen to give its file digest
+    /// (see [`Index::record_assembled`](crate::index::Index::record_assembled)), chunks that
+    /// each match their id give it again, so checking the whole file once more proves nothing.
+    #[must_use]
+    pub fn assembly_id(&self) -> ChunkHash {
+        let mut hasher = Sha256::new();
+        hasher.update(ASSEMBLY_DOMAIN);
+        hasher.update(self.size.to_le_bytes());
+        hasher.update(self.sha256.as_bytes());
+        for chunk in &self.chunks {
+            hasher.update(chunk.offset.to_le_bytes());
+            hasher.update(chunk.size.to_le_bytes());
+            hasher.update(chunk.sha256.as_bytes());
+        }
+        ChunkHash::from_hasher(hasher)
+    }
+
     /// True when both describe the same bytes cut the same way (metadata aside).
     #[must_use]
     pub fn same_content(&self, other: &Self) -> bool {
@@ -229,6 +252,26 @@ mod tests {
             Manifest::parse(text.as_bytes()).expect("valid").to_json(),
             text
         );
+    }
+
+    #[test]
+    fn the_assembly_id_follows_the_bytes_and_not_the_metadata() {
+        let m = sample();
+        let mut renamed = m.clone();
+        renamed.path = "elsewhere.pth".to_owned();
+        renamed.message = "another message".to_owned();
+        assert_eq!(renamed.assembly_id(), m.assembly_id());
+        let edits: [fn(&mut Manifest); 4] = [
+            |m| m.sha256 = ChunkHash::of(b"other"),
+            |m| m.size += 1,
+            |m| m.chunks[1].offset += 1,
+            |m| m.chunks.swap(0, 1),
+        ];
+        for edit in edits {
+            let mut changed = m.clone();
+            edit(&mut changed);
+            assert_ne!(changed.assembly_id(), m.assembly_id(), "{changed:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! without `--force`, and a corrupted chunk is refused without touching the working file.
 //! Each test boots its own daemon in a `Sandbox`.
 
-use crate::sandbox::{MIB, Sandbox, compressible_bytes, random_bytes};
+use crate::sandbox::{MIB, Sandbox, compressible_bytes, random_bytes, sha256_hex};
 
 #[test]
 fn checkout_rebuilds_deleted_files_byte_for_byte() {
@@ -228,6 +228,39 @@ fn a_corrupted_chunk_never_touches_the_existing_working_file() {
     assert_eq!(
         s.files_under("models"),
         ["models/a.bin", "models/a.bin.shard.json"]
+    );
+}
+
+#[test]
+fn a_manifest_whose_file_digest_its_chunks_do_not_give_is_refused() {
+    let s = Sandbox::with_repo();
+    let data = random_bytes(51, 3 * MIB);
+    s.write("models/a.bin", &data);
+    let _ = s.ok(&["commit", "-m", "v1"]);
+    let committed = std::fs::read(s.path("models/a.bin.shard.json")).unwrap();
+    // Every chunk is intact and was committed from this very file: only the digest lies. A
+    // checkout of the committed manifest skips the whole-file pass, and this one must not.
+    let mut lying = s.manifest("models/a.bin");
+    lying["sha256"] = sha256_hex(b"another file").into();
+    std::fs::write(
+        s.path("models/a.bin.shard.json"),
+        serde_json::to_vec_pretty(&lying).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+
+    let message = s.fails(&["checkout", "models/a.bin"]);
+
+    assert!(
+        message.contains("models/a.bin") && message.contains("does not match the SHA-256"),
+        "{message}"
+    );
+    assert_eq!(s.files_under("models"), ["models/a.bin.shard.json"]);
+    std::fs::write(s.path("models/a.bin.shard.json"), committed).unwrap();
+    let _ = s.ok(&["checkout", "models/a.bin"]);
+    assert!(
+        s.read("models/a.bin") == data,
+        "a.bin differs after checkout"
     );
 }
 

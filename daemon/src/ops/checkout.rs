@@ -90,7 +90,8 @@ pub trait ChunkSource: Sync {
     /// Whether `hash` can be fetched; checked for every chunk of a file before it is written.
     fn has(&self, hash: &ChunkHash) -> bool;
 
-    /// The verified bytes of `hash` (needed by `file`), in a buffer from `buffers`.
+    /// The bytes of `hash` (needed by `file`), in a buffer from `buffers`, verified against
+    /// `hash`: a checkout relies on that alone when it skips the whole-file digest.
     fn fetch(&self, hash: &ChunkHash, file: &str, buffers: &BufferPool) -> Result<PooledBuffer>;
 
     /// Chunks fetched at once.
@@ -190,18 +191,31 @@ pub fn checkout_from(
         }
         ensure_parent_inside(repo, &path)?;
         leftovers.remove_for(&path);
-        write_file(source, file, manifest, &path, reporter, |reporter| {
-            // Last look before the rename: an edit made while the file was rebuilt is as
-            // precious as one made before, and a client that went away must not find its
-            // files replaced later.
-            if reporter.cancelled() {
-                return Err(Error::Cancelled { path: file.clone() });
-            }
-            if !force && stamp_if_present(&path)? != seen {
-                return Err(Error::ChangedDuringCheckout { path: file.clone() });
-            }
-            Ok(())
-        })?;
+        let assembly = manifest.assembly_id();
+        let check_whole = !index.is_assembled(&assembly);
+        write_file(
+            source,
+            file,
+            manifest,
+            &path,
+            check_whole,
+            reporter,
+            |reporter| {
+                // Last look before the rename: an edit made while the file was rebuilt is as
+                // precious as one made before, and a client that went away must not find its
+                // files replaced later.
+                if reporter.cancelled() {
+                    return Err(Error::Cancelled { path: file.clone() });
+                }
+                if !force && stamp_if_present(&path)? != seen {
+                    return Err(Error::ChangedDuringCheckout { path: file.clone() });
+                }
+                Ok(())
+            },
+        )?;
+        if check_whole {
+            index.record_assembled(&assembly)?;
+        }
         let stamp = FileStamp::read(&path)?;
         index.record(file, &stamp, &manifest.sha256)?;
         note_sync(repo, index, file, &stamp, &manifest.sha256)?;
@@ -265,9 +279,6 @@ fn ensure_parent_inside(repo: &Repo, path: &Path) -> Result<()> {
     }
 }
 
-/// Writes the file into a temporary sibling: workers fetch, verify and write each chunk at its
-/// offset, while this thread hashes the chunks in order, so the whole-file check costs no
-/// extra pass. The file is renamed into place only once that check passes.
 /// The file's stamp, `None` when there is no file.
 fn stamp_if_present(path: &Path) -> Result<Option<FileStamp>> {
     match FileStamp::read(path) {
@@ -277,20 +288,25 @@ fn stamp_if_present(path: &Path) -> Result<Option<FileStamp>> {
     }
 }
 
-/// Rebuilds `path` in a temporary file, verifies it, and renames it into place once
-/// `may_replace` agrees.
+/// Rebuilds `path` in a temporary sibling and renames it into place once `may_replace`
+/// agrees. Workers fetch each chunk (verified against its id by `source`) and write it at its
+/// offset, while this thread takes the chunks in order. With `check_whole` it also hashes
+/// them into the whole-file digest and compares that with the manifest's before the rename;
+/// without it, the manifest's assembly is already known to give its digest
+/// ([`Index::is_assembled`]), so verified chunks give it again and the pass is skipped.
 fn write_file(
     source: &dyn ChunkSource,
     file: &str,
     manifest: &Manifest,
     path: &Path,
+    check_whole: bool,
     reporter: &mut Reporter,
     may_replace: impl FnOnce(&Reporter) -> Result<()>,
 ) -> Result<()> {
     let tmp = rebuild_sibling(path)?;
     let out = tmp.as_file();
     reserve(out, manifest.size).map_err(|e| with_path(e, path))?;
-    let mut whole = Sha256::new();
+    let mut whole = check_whole.then(Sha256::new);
     let mut done = 0u64;
     let workers = source.parallelism();
     let buffers = BufferPool::new(2 * workers + 2);
@@ -321,13 +337,17 @@ fn write_file(
                     path: file.to_owned(),
                 });
             }
-            whole.update(&*data);
+            if let Some(whole) = &mut whole {
+                whole.update(&*data);
+            }
             done += data.len() as u64;
             reporter.bytes(super::CHECKING_OUT, file, done, manifest.size);
             Ok(())
         },
     )?;
-    if ChunkHash::from_hasher(whole) != manifest.sha256 {
+    if let Some(whole) = whole
+        && ChunkHash::from_hasher(whole) != manifest.sha256
+    {
         return Err(Error::FileDigestMismatch {
             file: file.to_owned(),
         });
@@ -411,23 +431,51 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_edit_made_during_the_checkout_is_kept_unless_forced() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (repo, _) =
-            Repo::init(dir.path(), Chunking::fastcdc(64 * 1024).expect("size")).expect("init");
-        let index = Index::open(&dir.path().join(".shard/index")).expect("index");
-        let mut repo = repo;
+    /// A repository in `dir` with `a.bin` committed; returns it, its index and the content.
+    fn committed_repo(dir: &Path) -> (Repo, Index, Vec<u8>) {
+        let (mut repo, _) =
+            Repo::init(dir, Chunking::fastcdc(64 * 1024).expect("size")).expect("init");
+        let index = Index::open(&dir.join(".shard/index")).expect("index");
         repo.config.track.patterns.push("a.bin".into());
-        let path = dir.path().join("a.bin");
         let v1: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        fs::write(&path, &v1).expect("write v1");
+        fs::write(dir.join("a.bin"), &v1).expect("write v1");
         let options = CommitOptions {
             message: "v1".into(),
             paths: Vec::new(),
             created_at: "2026-11-30T00:00:00Z".into(),
         };
         let _ = commit(&repo, &index, &options, &mut Reporter::silent()).expect("commit");
+        (repo, index, v1)
+    }
+
+    #[test]
+    fn the_whole_file_is_checked_until_its_assembly_is_known() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, index, v1) = committed_repo(dir.path());
+        let manifest = repo.read_manifest("a.bin").expect("manifest");
+        assert!(
+            index.is_assembled(&manifest.assembly_id()),
+            "commit made it"
+        );
+        // A clone's index knows nothing yet: its first checkout checks and remembers.
+        let fresh = Index::open(&dir.path().join("fresh-index")).expect("index");
+        assert!(!fresh.is_assembled(&manifest.assembly_id()));
+        fs::remove_file(dir.path().join("a.bin")).expect("rm");
+        let manifests = [("a.bin".to_owned(), manifest.clone())];
+
+        let report = checkout_manifests(&repo, &fresh, &manifests, false, &mut Reporter::silent())
+            .expect("checkout");
+
+        assert_eq!(report.written, ["a.bin"]);
+        assert_eq!(fs::read(dir.path().join("a.bin")).expect("read"), v1);
+        assert!(fresh.is_assembled(&manifest.assembly_id()));
+    }
+
+    #[test]
+    fn an_edit_made_during_the_checkout_is_kept_unless_forced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, index, v1) = committed_repo(dir.path());
+        let path = dir.path().join("a.bin");
         let manifest = repo.read_manifest("a.bin").expect("manifest");
         fs::remove_file(&path).expect("rm");
         let manifests = [("a.bin".to_owned(), manifest)];

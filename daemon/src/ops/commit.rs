@@ -190,6 +190,9 @@ pub fn commit(
             created_at: options.created_at.clone(),
             chunks: hashed.chunks,
         };
+        // Chunks and digest were computed from the same bytes: checkouts of this version
+        // need not check the whole file again.
+        index.record_assembled(&manifest.assembly_id())?;
         let synced = hashed.stamp.expect("set after hashing");
         if previous
             .as_ref()
