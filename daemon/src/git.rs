@@ -309,6 +309,23 @@ impl Git {
         Ok(blobs)
     }
 
+    /// Of `paths` (relative to the work-tree root), those a `git add -A` would take into Git
+    /// itself: untracked and not ignored, or already in Git's index.
+    pub fn would_add(&self, paths: &[String]) -> Result<Vec<String>, Error> {
+        let untracked = self.git(&["ls-files", "-z", "--others", "--exclude-standard"])?;
+        let indexed = self.git(&["ls-files", "-z", "--cached"])?;
+        let listed: std::collections::HashSet<&str> = untracked
+            .split('\0')
+            .chain(indexed.split('\0'))
+            .filter(|p| !p.is_empty())
+            .collect();
+        Ok(paths
+            .iter()
+            .filter(|p| listed.contains(p.as_str()))
+            .cloned()
+            .collect())
+    }
+
     /// The path of `abs` relative to the work-tree root, `/`-separated.
     #[must_use]
     pub fn relative(&self, abs: &Path) -> Option<String> {

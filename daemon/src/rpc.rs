@@ -196,8 +196,13 @@ impl Shardd for Service {
                 .into_iter()
                 .filter(|t| t.exists)
                 .map(|t| t.path)
-                .collect();
-            Ok(pb::TrackResponse { added, files })
+                .collect::<Vec<_>>();
+            let git_would_add = track::git_would_add(&repo, &files)?;
+            Ok(pb::TrackResponse {
+                added,
+                files,
+                git_would_add,
+            })
         })
         .await?;
         Ok(Response::new(response))

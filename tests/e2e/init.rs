@@ -36,6 +36,60 @@ fn git_add_never_picks_up_the_store_even_without_git_init() {
     );
 }
 
+/// Runs `nshard track args` in `cwd` and returns what it printed to stderr.
+fn track_stderr(s: &Sandbox, cwd: &std::path::Path, args: &[&str]) -> String {
+    let out = s
+        .nshard_in(cwd)
+        .arg("track")
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn track_warns_while_git_would_store_the_tracked_files_itself() {
+    let s = Sandbox::new();
+    let _ = s.ok(&["init"]);
+    s.write("models/a.bin", &random_bytes(3, 1000));
+
+    let warned = track_stderr(&s, s.root(), &["models/a.bin"]);
+
+    assert!(
+        warned.contains("models/a.bin") && warned.contains("nshard git-init"),
+        "{warned}"
+    );
+    let _ = s.ok(&["git-init"]);
+    s.write("models/b.bin", &random_bytes(4, 1000));
+    let quiet = track_stderr(&s, s.root(), &["models/b.bin"]);
+    assert!(!quiet.contains("hint"), "{quiet}");
+    // A file Git already took is named even though .gitignore now covers it.
+    let _ = s.git(&["add", "--force", "models/b.bin"]);
+    let indexed = track_stderr(&s, s.root(), &["models"]);
+    assert!(
+        indexed.contains("models/b.bin") && !indexed.contains("models/a.bin"),
+        "{indexed}"
+    );
+}
+
+#[test]
+fn the_git_hint_names_files_of_a_repository_below_the_git_root() {
+    let s = Sandbox::new();
+    let nested = s.path("project");
+    std::fs::create_dir(&nested).unwrap();
+    let _ = s.ok_in(&nested, &["init"]);
+    s.write("project/w.bin", &random_bytes(5, 1000));
+
+    let warned = track_stderr(&s, &nested, &["w.bin"]);
+
+    assert!(
+        warned.contains("hint: Git does not ignore w.bin,"),
+        "{warned}"
+    );
+}
+
 #[test]
 fn init_twice_is_harmless() {
     let s = Sandbox::with_repo();

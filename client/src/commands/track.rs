@@ -27,7 +27,24 @@ pub async fn track(ctx: &Ctx, patterns: Vec<String>) -> Result<()> {
         say!("Already tracked; nothing changed");
     }
     say!("{} tracked file(s) present", response.files.len());
+    if let Some(hint) = git_hint(&response.git_would_add) {
+        eprintln!("{hint}");
+    }
     Ok(())
+}
+
+/// Warns when `git add -A` would store tracked files in Git itself.
+fn git_hint(would_add: &[String]) -> Option<String> {
+    let first = would_add.first()?;
+    let more = match would_add.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    Some(format!(
+        "hint: Git does not ignore {first}{more}, so `git add` would store the file itself: run \
+         `nshard git-init` to have .gitignore leave tracked files to nshard (and `git rm \
+         --cached` any already added)"
+    ))
 }
 
 /// Removes patterns.
