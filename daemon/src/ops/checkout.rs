@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use fs_err as fs;
 use sha2::{Digest, Sha256};
@@ -94,9 +95,10 @@ pub trait ChunkSource: Sync {
     /// `hash`: a checkout relies on that alone when it skips the whole-file digest.
     fn fetch(&self, hash: &ChunkHash, file: &str, buffers: &BufferPool) -> Result<PooledBuffer>;
 
-    /// Chunks fetched at once.
+    /// Chunks fetched at once: one more than the cores, so that while one worker waits for
+    /// its turn to write, the others keep every core busy.
     fn parallelism(&self) -> usize {
-        parallel::workers()
+        parallel::workers() + 1
     }
 }
 
@@ -310,6 +312,10 @@ fn write_file(
     let mut done = 0u64;
     let workers = source.parallelism();
     let buffers = BufferPool::new(2 * workers + 2);
+    // One writer at a time. The kernel takes writes to one file in turn anyway (the inode
+    // lock), and a writer kept waiting there spins, taking a core that another worker could
+    // use to decode and verify its chunk; waiting here, it sleeps.
+    let write_turn = Mutex::new(());
     parallel::ordered(
         &manifest.chunks,
         workers,
@@ -327,8 +333,10 @@ fn write_file(
                     actual: data.len(),
                 });
             }
+            let turn = write_turn.lock().unwrap_or_else(PoisonError::into_inner);
             out.write_all_at(&data, chunk.offset)
                 .map_err(|e| with_path(e, path))?;
+            drop(turn);
             Ok::<_, Error>(data)
         },
         |data| {
