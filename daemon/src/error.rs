@@ -131,12 +131,15 @@ pub enum Error {
         source: globset::Error,
     },
     /// A manifest that fails validation.
-    #[error("manifest {path} is invalid: {source}")]
+    #[error("manifest {path} is invalid: {source}{advice}")]
     Manifest {
         /// Repository-relative path of the manifest.
         path: String,
         /// What is wrong.
         source: manifest::Error,
+        /// What to do, when the message does not say already: empty, or a clause starting
+        /// with `; ` (see [`manifest::Error::advice`]).
+        advice: String,
     },
     /// A chunk a file needs is not in the local store.
     #[error("chunk {hash:#} of {file} is not in the local store: run `nshard pull` to fetch it")]

@@ -199,6 +199,24 @@ impl Manifest {
     }
 }
 
+impl Error {
+    /// What to do about a working-tree manifest at `path` (repository-relative) that fails
+    /// this way, as a clause starting with `; `; empty when the message already says.
+    #[must_use]
+    pub fn advice(&self, path: &str) -> String {
+        match self {
+            Self::Conflicted => String::new(),
+            Self::Format(format) if format.starts_with("neuroshard.manifest/") => {
+                "; a newer nshard wrote it, so upgrade nshard to read it".to_owned()
+            }
+            _ => format!(
+                "; nshard writes manifests itself, so to undo an edit restore the committed one \
+                 (`git checkout HEAD -- {path}` in the repository root)"
+            ),
+        }
+    }
+}
+
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string always serializes")
 }

@@ -157,6 +157,7 @@ impl Repo {
             Err(e) => return Err(e.into()),
         };
         Manifest::parse(&bytes).map_err(|source| Error::Manifest {
+            advice: source.advice(&manifest_rel),
             path: manifest_rel,
             source,
         })

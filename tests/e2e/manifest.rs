@@ -52,12 +52,17 @@ fn a_manifest_that_is_not_json_is_refused() {
         );
     });
     assert!(message.contains("invalid"), "{message}");
+    assert!(
+        message.contains("(`git checkout HEAD -- models/a.bin.shard.json` in the repository root)"),
+        "the error must say how to undo the edit: {message}"
+    );
 }
 
 #[test]
 fn a_manifest_with_another_format_tag_is_refused() {
     let message = refused(|s| edit(s, |m| m["format"] = json!("neuroshard.manifest/v99")));
     assert!(message.contains("neuroshard.manifest/v99"), "{message}");
+    assert!(message.contains("upgrade nshard"), "{message}");
 }
 
 #[test]

@@ -95,9 +95,11 @@ pub fn manifest_at(repo: &Repo, git: &Git, rev: &str, file: &str) -> Result<Mani
         path: file.to_owned(),
         rev: rev.to_owned(),
     })?;
+    // A version in history is what it is: there is nothing to undo.
     Manifest::parse(&bytes).map_err(|source| Error::Manifest {
         path: format!("{path} at {rev}"),
         source,
+        advice: String::new(),
     })
 }
 
