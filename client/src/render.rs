@@ -167,6 +167,22 @@ pub fn size(bytes: u64) -> String {
     HumanBytes(bytes).to_string()
 }
 
+/// Warns on stderr when `git add -A` would store tracked files in Git itself.
+pub fn warn_git_would_add(would_add: &[String]) {
+    let Some(first) = would_add.first() else {
+        return;
+    };
+    let more = match would_add.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    eprintln!(
+        "hint: Git does not ignore {first}{more}, so `git add` would store the file itself: run \
+         `nshard git-init` to have .gitignore leave tracked files to nshard (and `git rm \
+         --cached` any already added)"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,7 +197,7 @@ impl Shardd for Service {
                 .filter(|t| t.exists)
                 .map(|t| t.path)
                 .collect::<Vec<_>>();
-            let git_would_add = track::git_would_add(&repo, &files)?;
+            let git_would_add = gitignore::git_would_add(&repo, &files);
             Ok(pb::TrackResponse {
                 added,
                 files,

@@ -61,8 +61,23 @@ fn track_warns_while_git_would_store_the_tracked_files_itself() {
         warned.contains("models/a.bin") && warned.contains("nshard git-init"),
         "{warned}"
     );
+    // The commit says it again, and reports it for scripts.
+    let committed = s
+        .nshard()
+        .args(["commit", "-m", "v1"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let committed = String::from_utf8(committed.stderr).unwrap();
+    assert!(
+        committed.contains("hint: Git does not ignore models/a.bin,"),
+        "{committed}"
+    );
     let _ = s.ok(&["git-init"]);
     s.write("models/b.bin", &random_bytes(4, 1000));
+    let json = s.json(&["commit", "-m", "v2", "--json"]);
+    assert_eq!(json["git_would_add"], serde_json::json!([]), "{json:#}");
     let quiet = track_stderr(&s, s.root(), &["models/b.bin"]);
     assert!(!quiet.contains("hint"), "{quiet}");
     // A file Git already took is named even though .gitignore now covers it.

@@ -41,6 +41,7 @@ pub async fn commit(ctx: &Ctx, args: CommitArgs) -> Result<()> {
             "reused_chunks": summary.reused_chunks,
             "new_bytes": summary.new_bytes,
             "stored_bytes": summary.stored_bytes,
+            "git_would_add": summary.git_would_add,
         }));
     }
     for file in &summary.files {
@@ -62,5 +63,6 @@ pub async fn commit(ctx: &Ctx, args: CommitArgs) -> Result<()> {
         size(summary.stored_bytes),
         size(summary.new_bytes)
     );
+    render::warn_git_would_add(&summary.git_would_add);
     Ok(())
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use shard_proto::{TrackRequest, UntrackRequest};
 
 use super::Ctx;
-use crate::render::status_error;
+use crate::render::{self, status_error};
 use crate::say;
 
 /// Adds patterns.
@@ -27,24 +27,8 @@ pub async fn track(ctx: &Ctx, patterns: Vec<String>) -> Result<()> {
         say!("Already tracked; nothing changed");
     }
     say!("{} tracked file(s) present", response.files.len());
-    if let Some(hint) = git_hint(&response.git_would_add) {
-        eprintln!("{hint}");
-    }
+    render::warn_git_would_add(&response.git_would_add);
     Ok(())
-}
-
-/// Warns when `git add -A` would store tracked files in Git itself.
-fn git_hint(would_add: &[String]) -> Option<String> {
-    let first = would_add.first()?;
-    let more = match would_add.len() {
-        1 => String::new(),
-        n => format!(" and {} more", n - 1),
-    };
-    Some(format!(
-        "hint: Git does not ignore {first}{more}, so `git add` would store the file itself: run \
-         `nshard git-init` to have .gitignore leave tracked files to nshard (and `git rm \
-         --cached` any already added)"
-    ))
 }
 
 /// Removes patterns.

@@ -47,6 +47,8 @@ pub struct CommitReport {
     pub new_bytes: u64,
     /// Bytes written to the store.
     pub stored_bytes: u64,
+    /// Committed files that `git add -A` would store in Git itself (no `nshard git-init`).
+    pub git_would_add: Vec<String>,
 }
 
 /// A file to commit, as the cheap first pass found it.
@@ -220,6 +222,8 @@ pub fn commit(
         .map(|c| c.manifest.path.as_str())
         .collect();
     crate::ops::gitignore::ensure_listed(repo, &committed)?;
+    let committed: Vec<String> = committed.into_iter().map(str::to_owned).collect();
+    report.git_would_add = crate::ops::gitignore::git_would_add(repo, &committed);
     Ok(report)
 }
 

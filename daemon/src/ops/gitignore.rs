@@ -29,6 +29,39 @@ pub fn write_block(repo: &Repo) -> Result<Vec<String>> {
     Ok(entries)
 }
 
+/// Of the repository's `files` (repository-relative), those `git add -A` would store in Git
+/// itself (see [`Git::would_add`](crate::git::Git::would_add)): worth a warning, so none
+/// outside a Git work tree or when Git cannot tell.
+#[must_use]
+pub fn git_would_add(repo: &Repo, files: &[String]) -> Vec<String> {
+    let Ok(git) = crate::git::Git::open(&repo.root) else {
+        return Vec::new();
+    };
+    let Some(prefix) = git.relative(&repo.root) else {
+        return Vec::new();
+    };
+    let in_git = |file: &String| {
+        if prefix.is_empty() {
+            file.clone()
+        } else {
+            format!("{prefix}/{file}")
+        }
+    };
+    let listed: Vec<String> = files.iter().map(in_git).collect();
+    match git.would_add(&listed) {
+        Ok(adds) => files
+            .iter()
+            .zip(&listed)
+            .filter(|(_, listed)| adds.contains(listed))
+            .map(|(file, _)| file.clone())
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "could not ask Git what it ignores");
+            Vec::new()
+        }
+    }
+}
+
 /// Rewrites the block only if `nshard git-init` created one.
 pub fn refresh_if_managed(repo: &Repo) -> Result<()> {
     let path = repo.root.join(".gitignore");

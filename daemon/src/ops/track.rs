@@ -29,32 +29,6 @@ pub fn track(repo: &mut Repo, cwd: &Path, args: &[String]) -> Result<Vec<String>
     Ok(added)
 }
 
-/// Of the repository's existing tracked `files`, those `git add -A` would store in Git itself
-/// (see [`Git::would_add`](crate::git::Git::would_add)); none outside a Git work tree.
-pub fn git_would_add(repo: &Repo, files: &[String]) -> Result<Vec<String>> {
-    let Ok(git) = crate::git::Git::open(&repo.root) else {
-        return Ok(Vec::new());
-    };
-    let Some(prefix) = git.relative(&repo.root) else {
-        return Ok(Vec::new());
-    };
-    let in_git = |file: &String| {
-        if prefix.is_empty() {
-            file.clone()
-        } else {
-            format!("{prefix}/{file}")
-        }
-    };
-    let listed: Vec<String> = files.iter().map(in_git).collect();
-    let adds = git.would_add(&listed)?;
-    Ok(files
-        .iter()
-        .zip(&listed)
-        .filter(|(_, listed)| adds.contains(listed))
-        .map(|(file, _)| file.clone())
-        .collect())
-}
-
 /// What `untrack` did.
 #[derive(Debug, Default)]
 pub struct Untracked {

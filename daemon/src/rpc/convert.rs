@@ -34,6 +34,7 @@ impl From<CommitReport> for pb::CommitSummary {
             reused_chunks: r.reused_chunks,
             new_bytes: r.new_bytes,
             stored_bytes: r.stored_bytes,
+            git_would_add: r.git_would_add,
         }
     }
 }
