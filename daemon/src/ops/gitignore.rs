@@ -62,6 +62,12 @@ pub fn git_would_add(repo: &Repo, files: &[String]) -> Vec<String> {
     }
 }
 
+/// Whether `.gitignore` holds the managed block (`nshard git-init` ran).
+#[must_use]
+pub fn has_block(repo: &Repo) -> bool {
+    fs::read_to_string(repo.root.join(".gitignore")).is_ok_and(|text| text.contains(BEGIN))
+}
+
 /// Rewrites the block only if `nshard git-init` created one.
 pub fn refresh_if_managed(repo: &Repo) -> Result<()> {
     let path = repo.root.join(".gitignore");
