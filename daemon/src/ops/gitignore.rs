@@ -49,12 +49,15 @@ pub fn git_would_add(repo: &Repo, files: &[String]) -> Vec<String> {
     };
     let listed: Vec<String> = files.iter().map(in_git).collect();
     match git.would_add(&listed) {
-        Ok(adds) => files
-            .iter()
-            .zip(&listed)
-            .filter(|(_, listed)| adds.contains(listed))
-            .map(|(file, _)| file.clone())
-            .collect(),
+        Ok(adds) => {
+            let adds: std::collections::HashSet<String> = adds.into_iter().collect();
+            files
+                .iter()
+                .zip(&listed)
+                .filter(|(_, listed)| adds.contains(listed.as_str()))
+                .map(|(file, _)| file.clone())
+                .collect()
+        }
         Err(e) => {
             tracing::debug!(error = %e, "could not ask Git what it ignores");
             Vec::new()
