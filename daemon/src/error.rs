@@ -200,14 +200,17 @@ pub enum Error {
         /// Repository-relative path.
         file: String,
     },
-    /// Checkout would destroy uncommitted edits.
+    /// Checkout would destroy uncommitted edits; it wrote nothing.
     #[error(
-        "{path} holds a version no manifest records (uncommitted edits, or a commit whose \
-         manifest was discarded): commit it, or pass --force to discard it"
+        "{path}{} holds a version no manifest records (uncommitted edits, or a commit whose \
+         manifest was discarded): commit it, or pass --force to discard it; no file was written",
+        and_more(*others)
     )]
     WouldOverwrite {
-        /// Repository-relative path.
+        /// The first such file, repository-relative.
         path: String,
+        /// How many more files are in the same state.
+        others: usize,
     },
     /// The file kept changing while it was read.
     #[error("{path} changed while it was being read; wait until it is fully written and retry")]
@@ -319,6 +322,15 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// " (and N more files)" after the first file an error names, nothing when it is the only one.
+fn and_more(others: usize) -> String {
+    match others {
+        0 => String::new(),
+        1 => " (and 1 more file)".to_owned(),
+        n => format!(" (and {n} more files)"),
+    }
+}
 
 impl Error {
     /// This error from a checkout of the files at `rev`: a missing chunk is then fetched with

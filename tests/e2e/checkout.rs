@@ -93,6 +93,35 @@ fn checkout_refuses_to_overwrite_uncommitted_edits_unless_forced() {
     );
 }
 
+#[test]
+fn a_checkout_refused_for_one_file_writes_none_of_the_others() {
+    let s = Sandbox::with_repo();
+    s.write("models/a.bin", &random_bytes(46, MIB));
+    s.write("models/b.bin", &random_bytes(47, MIB));
+    s.write("models/c.bin", &random_bytes(48, MIB));
+    let _ = s.ok(&["commit", "-m", "first"]);
+    std::fs::remove_file(s.path("models/a.bin")).unwrap();
+    s.write("models/b.bin", b"an experiment, never committed");
+    s.write("models/c.bin", b"another one");
+
+    let message = s.fails(&["checkout"]);
+
+    assert!(
+        message.contains("models/b.bin") && message.contains("1 more file"),
+        "the refusal must name the first file and count the rest: {message}"
+    );
+    assert!(
+        message.contains("no file was written"),
+        "the refusal should say nothing changed: {message}"
+    );
+    assert!(
+        !s.path("models/a.bin").exists(),
+        "a refused checkout wrote another file"
+    );
+    assert_eq!(s.read("models/b.bin"), b"an experiment, never committed");
+    assert_eq!(s.read("models/c.bin"), b"another one");
+}
+
 // The daemon chunks edited files in the background; that must not turn an uncommitted edit
 // into "stored" content that checkout may overwrite: no manifest points at it, so overwriting
 // it loses it all the same (design.md §5).

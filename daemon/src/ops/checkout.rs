@@ -127,7 +127,9 @@ pub fn checkout_manifests(
     checkout_from(repo, repo, index, manifests, force, reporter)
 }
 
-/// [`checkout_manifests`] with chunks from `source`.
+/// [`checkout_manifests`] with chunks from `source`. Like `git checkout`, it decides about
+/// every file before it writes any: when one holds edits no manifest records (and `force` is
+/// off) or lacks a chunk, it fails naming it and writes nothing.
 pub fn checkout_from(
     repo: &Repo,
     source: &dyn ChunkSource,
@@ -137,6 +139,73 @@ pub fn checkout_from(
     reporter: &mut Reporter,
 ) -> Result<CheckoutReport> {
     let mut report = CheckoutReport::default();
+    let pending = plan(repo, source, index, manifests, force, &mut report)?;
+    let mut leftovers = LeftoverTemps::default();
+    for Pending {
+        file,
+        manifest,
+        seen,
+    } in pending
+    {
+        let path = repo.abs(file);
+        ensure_parent_inside(repo, &path)?;
+        leftovers.remove_for(&path);
+        let assembly = manifest.assembly_id();
+        let check_whole = !index.is_assembled(&assembly);
+        write_file(
+            source,
+            file,
+            manifest,
+            &path,
+            check_whole,
+            reporter,
+            |reporter| {
+                // Last look before the rename: an edit made while the file was rebuilt is as
+                // precious as one made before, and a client that went away must not find its
+                // files replaced later.
+                if reporter.cancelled() {
+                    return Err(Error::Cancelled { path: file.clone() });
+                }
+                if !force && stamp_if_present(&path)? != seen {
+                    return Err(Error::ChangedDuringCheckout { path: file.clone() });
+                }
+                Ok(())
+            },
+        )?;
+        if check_whole {
+            index.record_assembled(&assembly)?;
+        }
+        let stamp = FileStamp::read(&path)?;
+        index.record(file, &stamp, &manifest.sha256)?;
+        note_sync(repo, index, file, &stamp, &manifest.sha256)?;
+        report.bytes_written += manifest.size;
+        report.written.push(file.clone());
+    }
+    Ok(report)
+}
+
+/// A file a checkout is to write.
+struct Pending<'a> {
+    file: &'a String,
+    manifest: &'a Manifest,
+    /// The file's stamp when it was judged (`None`: absent); it must still match before the
+    /// rebuilt file replaces it.
+    seen: Option<FileStamp>,
+}
+
+/// Decides about every file before anything is written: files that already match are noted
+/// (and counted in `report`), the rest are returned to be written. Fails, writing nothing, when
+/// a file cannot be written or replaced.
+fn plan<'a>(
+    repo: &Repo,
+    source: &dyn ChunkSource,
+    index: &Index,
+    manifests: &'a [(String, Manifest)],
+    force: bool,
+    report: &mut CheckoutReport,
+) -> Result<Vec<Pending<'a>>> {
+    let mut pending = Vec::new();
+    let mut precious = Vec::new();
     let mut committed: Option<HashSet<ChunkHash>> = None;
     let mut leftovers = LeftoverTemps::default();
     for (file, manifest) in manifests {
@@ -181,7 +250,8 @@ pub fn checkout_from(
                     None => committed.insert(committed_digests(repo)?),
                 };
                 if !known.contains(&current) {
-                    return Err(Error::WouldOverwrite { path: file.clone() });
+                    precious.push(file.clone());
+                    continue;
                 }
             }
         }
@@ -191,40 +261,19 @@ pub fn checkout_from(
                 file: file.clone(),
             });
         }
-        ensure_parent_inside(repo, &path)?;
-        leftovers.remove_for(&path);
-        let assembly = manifest.assembly_id();
-        let check_whole = !index.is_assembled(&assembly);
-        write_file(
-            source,
+        pending.push(Pending {
             file,
             manifest,
-            &path,
-            check_whole,
-            reporter,
-            |reporter| {
-                // Last look before the rename: an edit made while the file was rebuilt is as
-                // precious as one made before, and a client that went away must not find its
-                // files replaced later.
-                if reporter.cancelled() {
-                    return Err(Error::Cancelled { path: file.clone() });
-                }
-                if !force && stamp_if_present(&path)? != seen {
-                    return Err(Error::ChangedDuringCheckout { path: file.clone() });
-                }
-                Ok(())
-            },
-        )?;
-        if check_whole {
-            index.record_assembled(&assembly)?;
-        }
-        let stamp = FileStamp::read(&path)?;
-        index.record(file, &stamp, &manifest.sha256)?;
-        note_sync(repo, index, file, &stamp, &manifest.sha256)?;
-        report.bytes_written += manifest.size;
-        report.written.push(file.clone());
+            seen,
+        });
     }
-    Ok(report)
+    if let Some((path, others)) = precious.split_first() {
+        return Err(Error::WouldOverwrite {
+            path: path.clone(),
+            others: others.len(),
+        });
+    }
+    Ok(pending)
 }
 
 /// Notes whether `file`, now holding content `sha256` as `stamp`, matches its working

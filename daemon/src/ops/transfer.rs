@@ -290,7 +290,8 @@ impl<'a> ObjectReader<'a> {
 /// Downloads the chunks `manifests` need that the local store lacks and checks the files out.
 /// Files to be written are rebuilt straight from the downloads: each chunk is fetched,
 /// verified once, stored and written into its file. Chunks of files that needed no writing
-/// are downloaded into the store afterwards.
+/// are downloaded into the store afterwards, and so is everything when a file with
+/// uncommitted edits stops the checkout (that refusal is returned once they are stored).
 pub async fn pull(
     repo: Repo,
     index: Index,
@@ -334,16 +335,26 @@ pub async fn pull(
         chunks: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
     };
-    let (checkout_report, downloader) = tokio::task::spawn_blocking(move || {
+    let (checkout, downloader) = tokio::task::spawn_blocking(move || {
         let result =
             checkout::checkout_from(&repo, &downloader, &index, &manifests, force, &mut reporter);
-        result.map(|r| (r, downloader))
+        (result, downloader)
     })
     .await
-    .map_err(|e| std::io::Error::other(e.to_string()))??;
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    // A file with uncommitted edits stops the checkout (which then writes nothing), not the
+    // download: once the user has committed or discarded the edits, the checkout needs no
+    // remote.
+    let refused = match checkout {
+        Ok(checkout) => {
+            report.checkout = Some(checkout);
+            None
+        }
+        Err(refused @ Error::WouldOverwrite { .. }) => Some(refused),
+        Err(e) => return Err(e),
+    };
     report.chunks_transferred = downloader.chunks.into_inner();
     report.bytes_transferred = downloader.bytes.into_inner();
-    report.checkout = Some(checkout_report);
     // What the checkout did not need (files already up to date) still belongs in the store.
     let rest: Vec<ChunkHash> = needed
         .iter()
@@ -359,7 +370,10 @@ pub async fn pull(
         report.chunks_transferred += 1;
         report.bytes_transferred += received;
     }
-    Ok(report)
+    match refused {
+        Some(refused) => Err(refused),
+        None => Ok(report),
+    }
 }
 
 /// Chunks for a checkout during a pull: from the local store when present, else downloaded
