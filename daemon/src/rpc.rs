@@ -276,7 +276,22 @@ impl Shardd for Service {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let (repo, handle) = self.repos.resolve(&request.get_ref().cwd)?;
         let root = repo.root.clone();
-        let files = blocking(move || status::status(&repo, &handle.index)).await?;
+        let (files, git_would_add) = blocking(move || {
+            let files = status::status(&repo, &handle.index)?;
+            // Asking Git walks the work tree: only until `nshard git-init` has run.
+            let git_would_add = if gitignore::has_block(&repo) {
+                Vec::new()
+            } else {
+                let present: Vec<String> = files
+                    .iter()
+                    .filter(|f| f.state != status::State::Missing)
+                    .map(|f| f.path.clone())
+                    .collect();
+                gitignore::git_would_add(&repo, &present)
+            };
+            Ok((files, git_would_add))
+        })
+        .await?;
         let files = files
             .into_iter()
             .map(|f| {
@@ -291,6 +306,7 @@ impl Shardd for Service {
         Ok(Response::new(pb::StatusResponse {
             root: root.display().to_string(),
             files,
+            git_would_add,
         }))
     }
 

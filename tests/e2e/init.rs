@@ -74,7 +74,28 @@ fn track_warns_while_git_would_store_the_tracked_files_itself() {
         committed.contains("hint: Git does not ignore models/a.bin,"),
         "{committed}"
     );
+    // So does every status until `nshard git-init`.
+    let status = s
+        .nshard()
+        .arg("status")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let status = String::from_utf8(status.stderr).unwrap();
+    assert!(
+        status.contains("hint: Git does not ignore models/a.bin,"),
+        "{status}"
+    );
+    let json = s.json(&["status", "--json"]);
+    assert_eq!(
+        json["git_would_add"],
+        serde_json::json!(["models/a.bin"]),
+        "{json:#}"
+    );
     let _ = s.ok(&["git-init"]);
+    let json = s.json(&["status", "--json"]);
+    assert_eq!(json["git_would_add"], serde_json::json!([]), "{json:#}");
     s.write("models/b.bin", &random_bytes(4, 1000));
     let json = s.json(&["commit", "-m", "v2", "--json"]);
     assert_eq!(json["git_would_add"], serde_json::json!([]), "{json:#}");

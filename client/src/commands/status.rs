@@ -2,8 +2,10 @@
 //!
 //! `--json` schema (stable): `{"root": str, "files": [{"path": str, "state":
 //! "clean"|"modified"|"new"|"missing"|"invalid"|"outdated", "size": int, "chunks": int, "missing_chunks":
-//! int, "prepared": bool, "activity": str, "problem": str}]}`; `problem` says why an
-//! `invalid` file's manifest cannot be used (empty otherwise).
+//! int, "prepared": bool, "activity": str, "problem": str}], "git_would_add": [str]}`;
+//! `problem` says why an `invalid` file's manifest cannot be used (empty otherwise);
+//! `git_would_add` names the tracked files `git add -A` would store in Git itself (asked of
+//! Git only before `nshard git-init`).
 
 use anyhow::Result;
 use serde_json::json;
@@ -48,8 +50,10 @@ pub async fn status(ctx: &Ctx, as_json: bool) -> Result<()> {
                        "prepared": f.prepared, "activity": f.activity, "problem": f.problem})
             })
             .collect();
-        return render::json(&json!({"root": response.root, "files": files}));
+        return render::json(&json!({"root": response.root, "files": files,
+                                    "git_would_add": response.git_would_add}));
     }
+    render::warn_git_would_add(&response.git_would_add);
     if response.files.is_empty() {
         say!("No tracked files. Track some with `nshard track <path|glob>`.");
         return Ok(());
