@@ -118,10 +118,11 @@ def targets(r: R, sizes: list[int]) -> list[list[str]]:
     prepared = r.med(f"{k}|commit prepared|time")
     row("commit of a file the daemon prepared: < 50 ms", ft(prepared), "–",
         prepared < 0.05 if prepared else None)
-    new3, grow3 = r.med(f"{k}|commit v3|new_chunks"), r.med(f"{k}|growth v3")
-    row("v3 growth (100 bytes inserted): at most two chunks",
-        f"{new3:.0f} new chunk(s), {fb(grow3)}" if new3 is not None else "–", "–",
-        new3 <= 2 if new3 is not None else None)
+    # In bytes: the daemon a commit starts may store the new chunk just before the commit does
+    # (then the commit reports none new). Two chunks of the 2 MiB average are at most 4 MiB.
+    grow3 = r.med(f"{k}|growth v3")
+    row("v3 growth (100 bytes inserted): at most two chunks (4 MiB at the 2 MiB average)",
+        fb(grow3), "–", grow3 <= 2 * 2 * MiB if grow3 is not None else None)
     new4, grow4 = r.med(f"{k}|commit v4|new_chunks"), r.med(f"{k}|growth v4")
     row("v4 growth (64 MiB appended): at most 64 MiB plus two chunks",
         f"{fb(grow4)} ({new4:.0f} new chunks)" if grow4 is not None else "–", "–",
