@@ -4,6 +4,7 @@
 
 pub mod manifests;
 
+use std::collections::HashSet;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -350,6 +351,25 @@ impl Index {
     #[must_use]
     pub fn is_assembled(&self, id: &ChunkHash) -> bool {
         self.assembled.contains_key(id.as_bytes()).unwrap_or(false)
+    }
+
+    /// Forgets every recorded assembly not in `keep` (no manifest has it any more); returns how
+    /// many went. One forgotten too eagerly costs a whole-file check at its next checkout.
+    pub fn retain_assembled(&self, keep: &HashSet<ChunkHash>) -> Result<u64> {
+        let mut forgotten = 0;
+        for key in self.assembled.iter().keys() {
+            let key = key.map_err(|source| self.failed(source))?;
+            let kept = <[u8; 32]>::try_from(&*key)
+                .is_ok_and(|id| keep.contains(&ChunkHash::from_bytes(id)));
+            if !kept {
+                let _ = self
+                    .assembled
+                    .remove(&key)
+                    .map_err(|source| self.failed(source))?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
     }
 
     /// Forgets `file`.
