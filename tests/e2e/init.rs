@@ -36,17 +36,21 @@ fn git_add_never_picks_up_the_store_even_without_git_init() {
     );
 }
 
-/// Runs `nshard track args` in `cwd` and returns what it printed to stderr.
-fn track_stderr(s: &Sandbox, cwd: &std::path::Path, args: &[&str]) -> String {
+/// Runs `nshard args` in `cwd`, expecting success, and returns what it printed to stderr.
+fn stderr_of(s: &Sandbox, cwd: &std::path::Path, args: &[&str]) -> String {
     let out = s
         .nshard_in(cwd)
-        .arg("track")
         .args(args)
         .assert()
         .success()
         .get_output()
         .clone();
     String::from_utf8(out.stderr).unwrap()
+}
+
+/// Runs `nshard track args` in `cwd` and returns what it printed to stderr.
+fn track_stderr(s: &Sandbox, cwd: &std::path::Path, args: &[&str]) -> String {
+    stderr_of(s, cwd, &[&["track"], args].concat())
 }
 
 #[test]
@@ -62,27 +66,13 @@ fn track_warns_while_git_would_store_the_tracked_files_itself() {
         "{warned}"
     );
     // The commit says it again, and reports it for scripts.
-    let committed = s
-        .nshard()
-        .args(["commit", "-m", "v1"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let committed = String::from_utf8(committed.stderr).unwrap();
+    let committed = stderr_of(&s, s.root(), &["commit", "-m", "v1"]);
     assert!(
         committed.contains("hint: Git does not ignore models/a.bin,"),
         "{committed}"
     );
     // So does every status until `nshard git-init`.
-    let status = s
-        .nshard()
-        .arg("status")
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let status = String::from_utf8(status.stderr).unwrap();
+    let status = stderr_of(&s, s.root(), &["status"]);
     assert!(
         status.contains("hint: Git does not ignore models/a.bin,"),
         "{status}"
