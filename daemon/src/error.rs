@@ -203,14 +203,18 @@ pub enum Error {
     /// Checkout would destroy uncommitted edits; it wrote nothing.
     #[error(
         "{path}{} holds a version no manifest records (uncommitted edits, or a commit whose \
-         manifest was discarded): commit it, or pass --force to discard it; no file was written",
-        and_more(*others)
+         manifest was discarded): commit it, or pass --force to discard it; no file was \
+         written{}",
+        and_more(*others),
+        if *downloaded { DOWNLOADED_ANYWAY } else { "" }
     )]
     WouldOverwrite {
         /// The first such file, repository-relative.
         path: String,
         /// How many more files are in the same state.
         others: usize,
+        /// Whether a pull downloaded every chunk all the same.
+        downloaded: bool,
     },
     /// The file kept changing while it was read.
     #[error("{path} changed while it was being read; wait until it is fully written and retry")]
@@ -322,6 +326,9 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a pull that refused to overwrite a file adds: it downloaded the chunks all the same.
+const DOWNLOADED_ANYWAY: &str = " (the chunks were downloaded: `nshard checkout` needs no remote)";
 
 /// " (and N more files)" after the first file an error names, nothing when it is the only one.
 fn and_more(others: usize) -> String {

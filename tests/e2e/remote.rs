@@ -200,6 +200,7 @@ fn pull_refuses_to_overwrite_uncommitted_edits() {
     let message = b.fails(&["pull", "--remote", remote.to_str().unwrap()]);
 
     assert!(message.contains("models/a.bin"), "{message}");
+    assert!(message.contains("the chunks were downloaded"), "{message}");
     assert_eq!(
         b.read("models/a.bin"),
         b"my own experiment, never committed"

@@ -271,6 +271,7 @@ fn plan<'a>(
         return Err(Error::WouldOverwrite {
             path: path.clone(),
             others: others.len(),
+            downloaded: false,
         });
     }
     Ok(pending)

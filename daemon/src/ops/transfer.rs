@@ -371,6 +371,11 @@ pub async fn pull(
         report.bytes_transferred += received;
     }
     match refused {
+        Some(Error::WouldOverwrite { path, others, .. }) => Err(Error::WouldOverwrite {
+            path,
+            others,
+            downloaded: true,
+        }),
         Some(refused) => Err(refused),
         None => Ok(report),
     }
