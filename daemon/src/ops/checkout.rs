@@ -139,8 +139,16 @@ pub fn checkout_from(
     reporter: &mut Reporter,
 ) -> Result<CheckoutReport> {
     let mut report = CheckoutReport::default();
-    let pending = plan(repo, source, index, manifests, force, &mut report)?;
     let mut leftovers = LeftoverTemps::default();
+    let pending = plan(
+        repo,
+        source,
+        index,
+        manifests,
+        force,
+        &mut report,
+        &mut leftovers,
+    )?;
     for Pending {
         file,
         manifest,
@@ -194,8 +202,8 @@ struct Pending<'a> {
 }
 
 /// Decides about every file before anything is written: files that already match are noted
-/// (and counted in `report`), the rest are returned to be written. Fails, writing nothing, when
-/// a file cannot be written or replaced.
+/// (and counted in `report`, their crashed rebuilds removed through `leftovers`), the rest are
+/// returned to be written. Fails, writing nothing, when a file cannot be written or replaced.
 fn plan<'a>(
     repo: &Repo,
     source: &dyn ChunkSource,
@@ -203,11 +211,11 @@ fn plan<'a>(
     manifests: &'a [(String, Manifest)],
     force: bool,
     report: &mut CheckoutReport,
+    leftovers: &mut LeftoverTemps,
 ) -> Result<Vec<Pending<'a>>> {
     let mut pending = Vec::new();
     let mut precious = Vec::new();
     let mut committed: Option<HashSet<ChunkHash>> = None;
-    let mut leftovers = LeftoverTemps::default();
     for (file, manifest) in manifests {
         let path = repo.abs(file);
         // Never written through, and never mistaken for the file: status calls it missing.

@@ -350,7 +350,7 @@ pub async fn pull(
             report.checkout = Some(checkout);
             None
         }
-        Err(refused @ Error::WouldOverwrite { .. }) => Some(refused),
+        Err(Error::WouldOverwrite { path, others, .. }) => Some((path, others)),
         Err(e) => return Err(e),
     };
     report.chunks_transferred = downloader.chunks.into_inner();
@@ -371,12 +371,11 @@ pub async fn pull(
         report.bytes_transferred += received;
     }
     match refused {
-        Some(Error::WouldOverwrite { path, others, .. }) => Err(Error::WouldOverwrite {
+        Some((path, others)) => Err(Error::WouldOverwrite {
             path,
             others,
             downloaded: true,
         }),
-        Some(refused) => Err(refused),
         None => Ok(report),
     }
 }
