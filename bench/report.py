@@ -111,7 +111,13 @@ def targets(r: R, sizes: list[int]) -> list[list[str]]:
         return r.ratio(ds, r.med(f"{key}|time"), nbytes)
 
     floor = r.ratio(ds, r.med(f"{ds}|limit|floor|time"), sizes[0])
-    floor_cell = f"{floor:.2f}× (two digests ‖ `cp`)" if floor else "–"
+    # The same work with no tool overhead: two SHA-256 passes in memory and one `cp`, split
+    # perfectly over two cores. Below it no implementation of design.md can go here.
+    sha_s, cp_s = r.med(f"{ds}|limit|sha|time"), r.med(f"{ds}|limit|cp|time")
+    strict = r.ratio(ds, (2 * sha_s + cp_s) / 2, sizes[0]) if sha_s and cp_s else None
+    floor_cell = "; ".join(
+        [f"{floor:.2f}× (two `openssl dgst` ‖ `cp`)"] * bool(floor)
+        + [f"{strict:.2f}× (the same work in memory, on two cores)"] * bool(strict)) or "–"
     first = x(f"{k}|commit v1", sizes[0])
     row("first commit, daemon not prepared: ≤ 1.5×", f"{first:.2f}×" if first else "–",
         floor_cell, first <= 1.5 if first else None)
@@ -147,7 +153,7 @@ def targets(r: R, sizes: list[int]) -> list[list[str]]:
         "–", store < smallest[0] if store and smallest else None)
     push = x(f"{k}|push http v1", sizes[0])
     row("push of v1 to shard-server on loopback: ≤ 1.5×", f"{push:.2f}×" if push else "–",
-        "not measured (at least the server's digest of every chunk: 1.00×)",
+        f"{sha:.2f}× (the server's digest of every chunk, in memory)" if sha else "–",
         push <= 1.5 if push else None)
     sent2 = r.med(f"{k}|push http v2|sent")
     row("push of v2 sends only the new chunks", f"sent {fb(sent2)}, v2's new chunks {fb(grow2)}",
@@ -241,9 +247,11 @@ def render(info: dict, samples: dict) -> str:
       "writer here pays when the host has taken the memory back.\n")
     if ws:
         w("\n## Issue 6's targets in this run (information, not a test)\n")
-        w("Weights-like file, the default chunk size, medians. *Least possible* is what this "
-          "machine and design.md allow, measured in this run where a limit measures it.\n\n")
-        w(table(["target", "measured", "least possible here", "met"], targets(r, ws["sizes"])))
+        w("Weights-like file, the default chunk size, medians. *Bound* is the least work "
+          "design.md leaves the operation, timed in this run where the limits time it: done "
+          "by the reference tools, and in memory with no overhead (SHA-256 at `openssl "
+          "speed`'s rate).\n\n")
+        w(table(["target", "measured", "bound here", "met"], targets(r, ws["sizes"])))
 
     # ---- weights
     if ws:
