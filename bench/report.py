@@ -123,7 +123,7 @@ def targets(r: R, sizes: list[int]) -> list[list[str]]:
         floor_cell, first <= 1.5 if first else None)
     later = [x(f"{k}|commit v{i}", sizes[i - 1]) for i in range(2, 5)]
     worst = max((v for v in later if v), default=None)
-    sha = r.ratio(ds, r.med(f"{ds}|limit|sha|time"), sizes[0])
+    sha = r.ratio(ds, sha_s, sizes[0])
     row("later commits (v2–v4): ≤ 0.8×", f"up to {worst:.2f}×" if worst else "–",
         f"{sha:.2f}× (the whole-file digest, one SHA-256 pass: `openssl speed`)" if sha else "–",
         worst <= 0.8 if worst else None)
