@@ -19,8 +19,12 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// The client type every command uses.
 pub type Client = SharddClient<Channel>;
 
-/// How often the socket is probed while a new daemon starts (atuin uses 40 ms too).
+/// How often the socket is probed while a daemon starts or stops (atuin uses 40 ms too).
 const STARTUP_POLL: Duration = Duration::from_millis(40);
+
+/// The first pause while a new daemon starts, doubled up to [`STARTUP_POLL`]: a daemon
+/// answers within about 10 ms, and the command that started it should not wait 40 ms more.
+const FIRST_STARTUP_POLL: Duration = Duration::from_millis(1);
 
 /// How long a new daemon may take to answer before we give up and show its log.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -242,6 +246,7 @@ async fn wait_ready(
     log_start: u64,
 ) -> Result<Client> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut pause = FIRST_STARTUP_POLL;
     loop {
         if let Probe::Answered(client, _) = probe(socket).await {
             return Ok(client);
@@ -266,7 +271,8 @@ async fn wait_ready(
                 socket.display()
             );
         }
-        tokio::time::sleep(STARTUP_POLL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(STARTUP_POLL);
     }
 }
 
