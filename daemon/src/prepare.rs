@@ -23,7 +23,9 @@ use crate::repos::Repos;
 /// Niceness of the background thread: below interactive work, above idle batch jobs.
 const BACKGROUND_NICE: i32 = 10;
 
-enum Job {
+/// Work for the background thread.
+#[cfg_attr(test, derive(Debug, PartialEq, Eq))]
+pub(crate) enum Job {
     File(PathBuf, String),
     Scan(PathBuf),
     Compress(PathBuf),
@@ -66,6 +68,18 @@ impl Preparer {
             queued,
             scans,
         }
+    }
+
+    /// A preparer whose jobs nobody runs: a test reads what was queued from the receiver.
+    #[cfg(test)]
+    pub(crate) fn queue_only() -> (Self, Receiver<Job>) {
+        let (jobs, rx) = channel();
+        let preparer = Self {
+            jobs,
+            queued: Arc::default(),
+            scans: Arc::default(),
+        };
+        (preparer, rx)
     }
 
     /// Prepares `rel` in `root` (coalesced with a queued request for the same file).
@@ -201,9 +215,10 @@ impl Worker {
         Ok(batch.len() == COMPRESS_BATCH)
     }
 
-    /// Prepares a file, giving way to interactive work: when a commit, checkout, push, pull or
-    /// gc takes the repository's lock, the read stops at once and resumes (from the start, since
-    /// the file may have been committed or changed meanwhile) after that operation.
+    /// Prepares a file, giving way to interactive work: it does not start while a commit,
+    /// checkout, push, pull or gc holds the repository's lock, and when one takes it, the read
+    /// stops at once; either way it starts over (the file may have been committed or changed
+    /// meanwhile) after that operation.
     fn prepare(&self, root: &Path, rel: &str) -> Result<()> {
         loop {
             match self.prepare_once(root, rel) {
@@ -234,6 +249,13 @@ impl Worker {
             && manifest.as_ref().is_some_and(|m| m.sha256 == known)
         {
             return Ok(()); // Clean: nothing to prepare.
+        }
+        // Not a byte is read while an interactive operation holds the repository: it may be
+        // committing this very file. `prepare` waits for it, then looks again.
+        if handle.lock.try_lock().is_err() {
+            return Err(Error::Yielded {
+                path: rel.to_owned(),
+            });
         }
         // The chunking the next commit will use (see `ops::commit`).
         let chunking = manifest.map_or(repo.config.chunking, |m| m.chunking);

@@ -31,6 +31,12 @@ use crate::repo::walk::SKIPPED_DIRS;
 /// finish writing a checkpoint, short enough that a commit right after saving finds it ready.
 const DEBOUNCE: Duration = Duration::from_millis(400);
 
+/// How long after start the remembered repositories are caught up on (changes made while no
+/// daemon watched, compression left undone). A daemon is usually started by a command, say
+/// `nshard commit`, that is about to work on those very files: it goes first, alone on the
+/// cores, and the catch-up then finds its work done.
+const CATCH_UP_DELAY: Duration = Duration::from_secs(2);
+
 /// inotify watches single directories, so the tree is watched directory by directory (and
 /// `.git` and `.shard` left out); other platforms' watchers cover a whole tree natively.
 const PER_DIRECTORY_WATCHES: bool = cfg!(target_os = "linux");
@@ -67,6 +73,8 @@ struct State {
     watcher: Option<notify::RecommendedWatcher>,
     roots: BTreeSet<PathBuf>,
     pending: HashMap<PathBuf, Instant>,
+    /// Remembered repositories not caught up on yet, and when to.
+    catch_up: (Vec<PathBuf>, Instant),
     remembered: PathBuf,
     preparer: Preparer,
     activity: Arc<Activity>,
@@ -90,22 +98,15 @@ async fn run(
             None
         }
     };
-    let mut state = State {
-        watcher,
-        roots: BTreeSet::new(),
-        pending: HashMap::new(),
-        remembered,
-        preparer,
-        activity,
-    };
+    let mut state = State::new(watcher, remembered, preparer, activity);
     for root in load_remembered(&state.remembered) {
-        state.add_root(root, false);
+        state.add_root(root, Origin::Remembered);
     }
     loop {
-        let next_due = state.pending.values().min().copied();
+        let next_due = state.next_due();
         tokio::select! {
             () = shutdown.cancelled() => break,
-            Some(root) = roots_rx.recv() => state.add_root(root, true),
+            Some(root) = roots_rx.recv() => state.add_root(root, Origin::Request),
             Some(event) = events_rx.recv() => state.on_event(event),
             () = sleep_until(next_due) => state.dispatch_due(),
         }
@@ -119,12 +120,40 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Where a repository to watch comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// The list of a previous daemon: caught up on after [`CATCH_UP_DELAY`].
+    Remembered,
+    /// A request: remembered from now on, and caught up on at once.
+    Request,
+}
+
 impl State {
-    #[expect(
-        clippy::needless_pass_by_value,
-        reason = "the root is moved into the set"
-    )]
-    fn add_root(&mut self, root: PathBuf, persist: bool) {
+    fn new(
+        watcher: Option<notify::RecommendedWatcher>,
+        remembered: PathBuf,
+        preparer: Preparer,
+        activity: Arc<Activity>,
+    ) -> Self {
+        Self {
+            watcher,
+            roots: BTreeSet::new(),
+            pending: HashMap::new(),
+            catch_up: (Vec::new(), Instant::now() + CATCH_UP_DELAY),
+            remembered,
+            preparer,
+            activity,
+        }
+    }
+
+    /// When the loop must next wake up for due work, if ever.
+    fn next_due(&self) -> Option<Instant> {
+        let catch_up = (!self.catch_up.0.is_empty()).then_some(self.catch_up.1);
+        self.pending.values().copied().chain(catch_up).min()
+    }
+
+    fn add_root(&mut self, root: PathBuf, origin: Origin) {
         if !root.join(SHARD_DIR).is_dir() && !root.join(".git").exists() {
             return; // Gone since it was remembered.
         }
@@ -138,12 +167,20 @@ impl State {
                 tracing::info!(root = %root.display(), "watching repository");
             }
         }
-        if persist {
-            save_remembered(&self.remembered, &self.roots);
+        match origin {
+            Origin::Request => {
+                save_remembered(&self.remembered, &self.roots);
+                self.catch_up_on(&root);
+            }
+            Origin::Remembered => self.catch_up.0.push(root),
         }
-        // Catch up on changes made while nobody watched, and on compression left undone.
-        self.preparer.scan(&root);
-        self.preparer.compress(&root);
+    }
+
+    /// Prepares what changed in `root` while nobody watched, and compresses what a commit
+    /// stored raw and nobody compressed.
+    fn catch_up_on(&self, root: &Path) {
+        self.preparer.scan(root);
+        self.preparer.compress(root);
     }
 
     fn on_event(&mut self, event: notify::Result<notify::Event>) {
@@ -220,6 +257,12 @@ impl State {
 
     fn dispatch_due(&mut self) {
         let now = Instant::now();
+        if now >= self.catch_up.1 {
+            for root in std::mem::take(&mut self.catch_up.0) {
+                tracing::debug!(root = %root.display(), "catching up on changes made while no daemon watched");
+                self.catch_up_on(&root);
+            }
+        }
         let due: Vec<PathBuf> = self
             .pending
             .iter()
@@ -310,5 +353,55 @@ fn save_remembered(path: &Path, roots: &BTreeSet<PathBuf>) {
     });
     if let Err(e) = crate::fsutil::write_atomic(path, text.as_bytes()) {
         tracing::warn!(path = %path.display(), error = %e, "cannot remember watched repositories");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::Receiver;
+
+    use super::*;
+    use crate::prepare::Job;
+
+    fn queued(jobs: &Receiver<Job>) -> Vec<Job> {
+        jobs.try_iter().collect()
+    }
+
+    fn repository(dir: &Path, name: &str) -> PathBuf {
+        let root = dir.join(name);
+        std::fs::create_dir_all(root.join(SHARD_DIR)).expect("a repository directory");
+        root
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remembered_repositories_are_caught_up_on_after_a_delay_and_requested_ones_at_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (old, new) = (repository(dir.path(), "old"), repository(dir.path(), "new"));
+        let (preparer, jobs) = Preparer::queue_only();
+        let remembered = dir.path().join("shardd.repos");
+        let mut state = State::new(None, remembered.clone(), preparer, Arc::default());
+        let due = Instant::now() + CATCH_UP_DELAY;
+
+        state.add_root(old.clone(), Origin::Remembered);
+        state.add_root(new.clone(), Origin::Request);
+        assert_eq!(
+            queued(&jobs),
+            [Job::Scan(new.clone()), Job::Compress(new.clone())]
+        );
+        assert_eq!(load_remembered(&remembered), [new.clone(), old.clone()]);
+        assert_eq!(state.next_due(), Some(due));
+
+        tokio::time::advance(CATCH_UP_DELAY / 2).await;
+        state.dispatch_due();
+        assert_eq!(queued(&jobs), []);
+
+        tokio::time::advance(CATCH_UP_DELAY / 2).await;
+        state.dispatch_due();
+        assert_eq!(queued(&jobs), [Job::Scan(old.clone()), Job::Compress(old)]);
+        assert_eq!(state.next_due(), None, "nothing is left to catch up on");
+
+        // A repository asked for again is neither watched nor caught up on twice.
+        state.add_root(new, Origin::Request);
+        assert_eq!(queued(&jobs), []);
     }
 }

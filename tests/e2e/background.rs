@@ -4,6 +4,9 @@
 //! stopped half-way. Each test boots its own daemon in a `Sandbox` and waits on a `Subscribe`
 //! stream ([`Events`]), never on a sleep.
 
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -209,6 +212,97 @@ fn a_daemon_stopped_during_background_chunking_is_restarted_and_finishes_the_wor
     assert_eq!(committed["sha256"], sha.as_str(), "{committed:#}");
     let verified = s.json(&["verify", "--json"]);
     assert_eq!(verified["problems"], serde_json::json!([]), "{verified:#}");
+}
+
+/// A loopback "HTTP server" that accepts connections and never answers: a push to it holds
+/// its repository until the server is dropped, which closes them all.
+struct SilentServer {
+    url: String,
+    accepted: mpsc::Receiver<()>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentServer {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (accepted_tx, accepted) = mpsc::channel();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(10))
+            {
+                while let Ok((connection, _)) = listener.accept() {
+                    held.push(connection);
+                    let _ = accepted_tx.send(());
+                }
+            }
+        });
+        Self {
+            url,
+            accepted,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn wait_for_a_connection(&self) {
+        self.accepted
+            .recv_timeout(PREPARE_TIMEOUT)
+            .expect("nothing connected to the silent server");
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_file_changed_while_an_operation_holds_the_repository_is_read_only_after_it() {
+    let data = random_bytes(51, 6 * MIB);
+    let s = Sandbox::with_repo();
+    let mut events = Events::of_repo(&s);
+    let server = SilentServer::start();
+    // A push to a server that never answers holds the repository until the server goes.
+    let push = s
+        .command(s.nshard_bin())
+        .current_dir(s.root())
+        .args(["push", "--remote", &server.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nshard push");
+    server.wait_for_a_connection();
+
+    s.write(FILE, &data);
+    let _ = events.wait_for("MODIFIED event for the new file", PREPARE_TIMEOUT, |e| {
+        is(e, FileEvent::Modified, FILE)
+    });
+    // Long past the debounce: a preparer that did not wait would be reading the file by now
+    // (and its first progress report, a PREPARING event, would be here).
+    events.none_within(
+        "the file was read while a push held the repository",
+        Duration::from_secs(2),
+        |e| is(e, FileEvent::Preparing, FILE) || is(e, FileEvent::Prepared, FILE),
+    );
+
+    drop(server);
+    let out = push.wait_with_output().expect("wait for nshard push");
+    assert!(
+        !out.status.success(),
+        "a push to a server that closed every connection succeeded"
+    );
+    wait_until_prepared(&s, FILE, &sha256_hex(&data));
 }
 
 #[test]

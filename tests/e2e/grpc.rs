@@ -121,6 +121,33 @@ impl Events {
         }
     }
 
+    /// Watches the stream for `window` and panics naming `what` if an event `reject` takes
+    /// arrives in that time (the one wait here that must last: it shows that something did
+    /// not happen).
+    pub fn none_within(
+        &mut self,
+        what: &str,
+        window: Duration,
+        mut reject: impl FnMut(&SubscribeResponse) -> bool,
+    ) {
+        let deadline = Instant::now() + window;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Item::Event(event)) => {
+                    self.remember(&event);
+                    assert!(!reject(&event), "{what}; events seen:\n{}", self.history());
+                }
+                Ok(Item::Ended(why)) => panic!(
+                    "the subscription ended ({why}) while watching for {what}; events seen:\n{}",
+                    self.history()
+                ),
+                Err(RecvTimeoutError::Timeout) => return,
+                Err(RecvTimeoutError::Disconnected) => panic!("the subscription thread panicked"),
+            }
+        }
+    }
+
     /// Waits (bounded) until the daemon ends the stream, and returns why it ended.
     pub fn wait_until_ended(&mut self, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
