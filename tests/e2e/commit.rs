@@ -294,3 +294,54 @@ fn a_directory_where_the_manifest_belongs_is_named_before_any_work() {
     );
     assert!(s.stored_chunks().is_empty(), "chunks were stored");
 }
+
+#[test]
+fn files_committed_together_get_the_manifests_and_chunks_of_one_commit_each() {
+    // Small files, one chunk or several (read whole, on every core at once), and files past
+    // the small size (read through the pipeline, one at a time).
+    let mut files: Vec<(String, Vec<u8>)> = (0..40u64)
+        .map(|i| {
+            let len = 1000 + 25_000 * usize::try_from(i).unwrap();
+            (format!("models/s{i:02}.bin"), random_bytes(200 + i, len))
+        })
+        .collect();
+    files.push(("models/mid.bin".into(), random_bytes(300, MIB + 1)));
+    files.push(("models/big.bin".into(), random_bytes(301, 5 * MIB)));
+    let sandbox = || {
+        let s = Sandbox::new();
+        let _ = s.ok(&["init", "--chunk-size", "64KiB"]);
+        let _ = s.ok(&["track", "models/*.bin"]);
+        for (file, data) in &files {
+            s.write(file, data);
+        }
+        s
+    };
+    let (together, apart) = (sandbox(), sandbox());
+
+    let summary = together.json(&["commit", "-m", "m", "--json"]);
+    assert_eq!(
+        summary["files"].as_array().map(Vec::len),
+        Some(files.len()),
+        "{summary:#}"
+    );
+    for (file, _) in &files {
+        let _ = apart.ok(&["commit", "-m", "m", file]);
+    }
+
+    for (file, data) in &files {
+        let manifest = together.manifest(file);
+        assert_manifest_describes(&manifest, file, data);
+        let one_by_one = apart.manifest(file);
+        assert_eq!(manifest["chunks"], one_by_one["chunks"], "{file}");
+        assert_eq!(manifest["sha256"], one_by_one["sha256"], "{file}");
+    }
+    assert!(
+        files.iter().any(|(f, _)| f.starts_with("models/s")
+            && together.manifest(f)["chunks"].as_array().unwrap().len() > 1),
+        "no small file has several chunks"
+    );
+    assert_eq!(together.stored_chunks(), apart.stored_chunks());
+    let _ = together.ok(&["verify"]);
+    let again = together.json(&["commit", "-m", "m", "--json"]);
+    assert_eq!(again["unchanged_files"], files.len(), "{again:#}");
+}

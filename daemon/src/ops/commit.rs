@@ -8,7 +8,7 @@ use crate::fsutil::write_atomic;
 use crate::index::{FileStamp, Index, SyncState};
 use crate::manifest::{self, Manifest};
 use crate::ops::Reporter;
-use crate::ops::hashing::{Hashed, Storing, hash_file};
+use crate::ops::hashing::{Hashed, SMALL_FILE_BYTES, Storing, hash_file};
 use crate::repo::Repo;
 use crate::repo::walk::Tracked;
 
@@ -121,7 +121,24 @@ fn check_manifest_slot(repo: &Repo, manifest_rel: &str) -> Result<()> {
     })
 }
 
-/// Commits the tracked files selected by `options`.
+/// What the look at one planned file found, off the committing thread.
+enum Found {
+    /// Committed as it is, every chunk stored.
+    Unchanged,
+    /// Its chunks and digest: from the daemon's background work, or read just now (a small
+    /// file, already stored).
+    Hashed(Hashed),
+    /// A large file: read by the committing thread, which shows its progress.
+    Large,
+}
+
+/// Files looked at ahead of the one being committed (their results wait in memory).
+const LOOKAHEAD: usize = 64;
+
+/// Commits the tracked files selected by `options`. Small files are read and stored on every
+/// core at once, a large one by all cores in turn (see [`hash_file`]); manifests are written
+/// and recorded in order, and the first failure stops the commit there, as if it had run file
+/// by file.
 pub fn commit(
     repo: &Repo,
     index: &Index,
@@ -130,90 +147,17 @@ pub fn commit(
 ) -> Result<CommitReport> {
     let planned = plan(repo, index, select(repo, &options.paths)?)?;
     let mut report = CommitReport::default();
-    for Planned {
-        file,
-        manifest_rel,
-        previous,
-        stamp,
-        in_step,
-    } in planned
-    {
-        let path = repo.abs(&file);
-        if let Some(previous) = &previous {
-            // A renamed manifest still naming the old path is rewritten below.
-            let same_place = stamp.size == previous.size && previous.path == file;
-            if same_place && index.known_hash(&file, &stamp) == Some(previous.sha256) {
-                let present = previous
-                    .chunks
-                    .iter()
-                    .all(|c| repo.store.contains(&c.sha256));
-                if present {
-                    if !in_step {
-                        index.record_synced(&file, &stamp, &previous.sha256)?;
-                    }
-                    report.unchanged += 1;
-                    report.reused_chunks += previous.chunks.len() as u64;
-                    continue;
-                }
-            }
-        }
-        // A file keeps the chunking its manifest records, so its versions share chunks even
-        // in a clone whose (never committed) config says otherwise.
-        let chunking = previous
-            .as_ref()
-            .map_or(repo.config.chunking, |p| p.chunking);
-        let hashed = match prepared(repo, index, &file, &stamp, &chunking) {
-            Some(hashed) => hashed,
-            None => hash_file(
-                &path,
-                &file,
-                &chunking,
-                Storing::Deferred(&repo.store),
-                reporter,
-            )?,
-        };
-        index.record(
-            &file,
-            &hashed.stamp.expect("set after hashing"),
-            &hashed.digest(),
-        )?;
-        index.defer_compression(&hashed.deferred)?;
-        report.new_chunks += hashed.new_chunks;
-        report.reused_chunks += hashed.chunks.len() as u64 - hashed.new_chunks;
-        report.new_bytes += hashed.new_bytes;
-        report.stored_bytes += hashed.stored_bytes;
-        let manifest = Manifest {
-            format: manifest::FORMAT.to_owned(),
-            path: file.clone(),
-            size: hashed.size,
-            sha256: hashed.digest(),
-            chunking,
-            message: options.message.clone(),
-            created_at: options.created_at.clone(),
-            chunks: hashed.chunks,
-        };
-        // Chunks and digest were computed from the same bytes: checkouts of this version
-        // need not check the whole file again.
-        index.record_assembled(&manifest.assembly_id())?;
-        let synced = hashed.stamp.expect("set after hashing");
-        if previous
-            .as_ref()
-            .is_some_and(|p| p.same_content(&manifest) && p.path == file)
-        {
-            index.record_synced(&file, &synced, &manifest.sha256)?;
-            report.unchanged += 1;
-            continue;
-        }
-        // A manifest that is a symbolic link is not written through.
-        check_manifest_slot(repo, &manifest_rel)?;
-        write_atomic(&repo.abs(&manifest_rel), manifest.to_json().as_bytes())?;
-        index.record_synced(&file, &synced, &manifest.sha256)?;
-        index.forget_prepared(&file)?;
-        report.committed.push(Committed {
-            manifest,
-            new_chunks: hashed.new_chunks,
-        });
-    }
+    let mut next = planned.iter();
+    crate::ops::parallel::ordered(
+        &planned,
+        crate::ops::parallel::workers(),
+        LOOKAHEAD,
+        |planned| look_at(repo, index, planned),
+        |found| {
+            let planned = next.next().expect("one result per planned file");
+            record(repo, index, options, planned, found, &mut report, reporter)
+        },
+    )?;
     // Every committed file gets its line in the managed block (a pattern added to
     // .shard/config.toml by hand has none until now).
     let committed: Vec<&str> = report
@@ -229,6 +173,141 @@ pub fn commit(
         report.git_would_add = crate::ops::gitignore::git_would_add(repo, &committed);
     }
     Ok(report)
+}
+
+/// Whether `planned` is committed as it is with every chunk stored, else its chunks and digest
+/// when they are at hand or cheap (a small file is read here), else [`Found::Large`].
+fn look_at(repo: &Repo, index: &Index, planned: &Planned) -> Result<Found> {
+    let Planned {
+        file,
+        previous,
+        stamp,
+        ..
+    } = planned;
+    if let Some(previous) = previous {
+        // A renamed manifest still naming the old path is rewritten.
+        let same_place = stamp.size == previous.size && previous.path == *file;
+        if same_place
+            && index.known_hash(file, stamp) == Some(previous.sha256)
+            && previous
+                .chunks
+                .iter()
+                .all(|c| repo.store.contains(&c.sha256))
+        {
+            return Ok(Found::Unchanged);
+        }
+    }
+    let chunking = chunking_of(repo, planned);
+    if let Some(hashed) = prepared(repo, index, file, stamp, &chunking) {
+        return Ok(Found::Hashed(hashed));
+    }
+    if stamp.size > SMALL_FILE_BYTES {
+        return Ok(Found::Large);
+    }
+    let hashed = hash_file(
+        &repo.abs(file),
+        file,
+        &chunking,
+        Storing::Deferred(&repo.store),
+        &mut Reporter::silent(),
+    )?;
+    // Recorded at once: a failure further on must not leave these chunks raw for good.
+    index.defer_compression(&hashed.deferred)?;
+    Ok(Found::Hashed(hashed))
+}
+
+/// The chunking `planned` is cut with: the one its manifest records, so its versions share
+/// chunks even in a clone whose (never committed) config says otherwise.
+fn chunking_of(repo: &Repo, planned: &Planned) -> Chunking {
+    planned
+        .previous
+        .as_ref()
+        .map_or(repo.config.chunking, |p| p.chunking)
+}
+
+/// Commits one planned file from what [`look_at`] found: its manifest written if its content
+/// changed, the index told, the report counted.
+fn record(
+    repo: &Repo,
+    index: &Index,
+    options: &CommitOptions,
+    planned: &Planned,
+    found: Found,
+    report: &mut CommitReport,
+    reporter: &mut Reporter,
+) -> Result<()> {
+    let Planned {
+        file,
+        manifest_rel,
+        previous,
+        stamp,
+        in_step,
+    } = planned;
+    let hashed = match found {
+        Found::Unchanged => {
+            let previous = previous
+                .as_ref()
+                .expect("only a committed file is unchanged");
+            if !in_step {
+                index.record_synced(file, stamp, &previous.sha256)?;
+            }
+            report.unchanged += 1;
+            report.reused_chunks += previous.chunks.len() as u64;
+            return Ok(());
+        }
+        Found::Hashed(hashed) => {
+            reporter.bytes("chunking", file, hashed.size, hashed.size);
+            hashed
+        }
+        Found::Large => {
+            let hashed = hash_file(
+                &repo.abs(file),
+                file,
+                &chunking_of(repo, planned),
+                Storing::Deferred(&repo.store),
+                reporter,
+            )?;
+            index.defer_compression(&hashed.deferred)?;
+            hashed
+        }
+    };
+    let synced = hashed.stamp.expect("set after hashing");
+    index.record(file, &synced, &hashed.digest())?;
+    report.new_chunks += hashed.new_chunks;
+    report.reused_chunks += hashed.chunks.len() as u64 - hashed.new_chunks;
+    report.new_bytes += hashed.new_bytes;
+    report.stored_bytes += hashed.stored_bytes;
+    let manifest = Manifest {
+        format: manifest::FORMAT.to_owned(),
+        path: file.clone(),
+        size: hashed.size,
+        sha256: hashed.digest(),
+        chunking: chunking_of(repo, planned),
+        message: options.message.clone(),
+        created_at: options.created_at.clone(),
+        chunks: hashed.chunks,
+    };
+    // Chunks and digest were computed from the same bytes: checkouts of this version
+    // need not check the whole file again.
+    index.record_assembled(&manifest.assembly_id())?;
+    if previous
+        .as_ref()
+        .is_some_and(|p| p.same_content(&manifest) && p.path == *file)
+    {
+        index.record_synced(file, &synced, &manifest.sha256)?;
+        report.unchanged += 1;
+        return Ok(());
+    }
+    // A manifest that is a symbolic link is not written through.
+    check_manifest_slot(repo, manifest_rel)?;
+    write_atomic(&repo.abs(manifest_rel), manifest.to_json().as_bytes())?;
+    index.record_synced(file, &synced, &manifest.sha256)?;
+    index.forget_prepared(file)?;
+    report.committed.push(Committed {
+        manifest,
+        new_chunks: hashed.new_chunks,
+    });
+    Ok(())
 }
 
 /// The daemon's background result for `file`, if it was made from the file exactly as it is

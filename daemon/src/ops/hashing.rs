@@ -2,7 +2,12 @@
 //! cores: the calling thread reads and cuts, one thread keeps the whole-file SHA-256, and
 //! worker threads hash each chunk and store the new ones. All of them share the bytes of each
 //! read segment ([`crate::chunk::segments`]); nothing is copied per chunk.
+//!
+//! A small file ([`SMALL_FILE_BYTES`]) is done on the calling thread alone: starting those
+//! threads would cost more than its work, and a commit of many small files spreads the files
+//! over the cores instead.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -23,6 +28,9 @@ use crate::store::local::LocalStore;
 
 /// Chunks queued for the workers (the segment pool bounds the memory they hold).
 const QUEUED_CHUNKS: usize = 64;
+
+/// Files up to this size are read whole, then cut, hashed and stored on the calling thread.
+pub const SMALL_FILE_BYTES: u64 = 1 << 20;
 
 /// Times a file is re-read when it changes under us before giving up.
 const STABILITY_ATTEMPTS: usize = 3;
@@ -66,6 +74,16 @@ impl Hashed {
     pub fn digest(&self) -> ChunkHash {
         self.sha256.expect("set by hash_file")
     }
+
+    /// Counts `chunk`, just stored as `stored` bytes (raw, to compress later, if `deferred`).
+    fn new_chunk(&mut self, chunk: &ChunkRef, stored: u64, deferred: bool) {
+        if deferred {
+            self.deferred.push(chunk.sha256);
+        }
+        self.new_chunks += 1;
+        self.new_bytes += u64::from(chunk.size);
+        self.stored_bytes += stored;
+    }
 }
 
 /// Cuts and hashes `path`, storing new chunks in `store` when one is given. The file must stay
@@ -86,7 +104,11 @@ pub fn hash_file(
             thread::sleep(wait);
             before = FileStamp::read(path)?;
         }
-        let mut hashed = read_once(path, rel, chunking, store, before.size, reporter)?;
+        let mut hashed = if before.size <= SMALL_FILE_BYTES {
+            read_small(path, rel, chunking, store, reporter)?
+        } else {
+            read_once(path, rel, chunking, store, before.size, reporter)?
+        };
         let after = FileStamp::read(path)?;
         if before == after && hashed.size == after.size {
             hashed.stamp = Some(after);
@@ -99,6 +121,58 @@ pub fn hash_file(
     }
     Err(Error::FileUnstable {
         path: rel.to_owned(),
+    })
+}
+
+/// Reads a small file whole and cuts, hashes and stores it on this thread. A file that grew
+/// past [`SMALL_FILE_BYTES`] meanwhile is read only that far: its stamp has changed, so
+/// [`hash_file`] reads it again.
+fn read_small(
+    path: &Path,
+    rel: &str,
+    chunking: &Chunking,
+    store: Storing<'_>,
+    reporter: &mut Reporter,
+) -> Result<Hashed> {
+    let mut data = Vec::new();
+    let _ = fs::File::open(path)?
+        .take(SMALL_FILE_BYTES + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| crate::fsutil::with_path(e, path))?;
+    let cutter = chunking.cutter();
+    let mut hashed = Hashed {
+        size: data.len() as u64,
+        ..Hashed::default()
+    };
+    let mut offset = 0;
+    while let Some(len) = cutter.next(&data[offset..], true) {
+        let bytes = &data[offset..offset + len];
+        let chunk = ChunkRef {
+            offset: offset as u64,
+            size: len as u32,
+            sha256: ChunkHash::of(bytes),
+        };
+        if let Some(stored) = store_chunk(store, &chunk.sha256, bytes)? {
+            hashed.new_chunk(&chunk, stored, matches!(store, Storing::Deferred(_)));
+        }
+        hashed.chunks.push(chunk);
+        offset += len;
+    }
+    // A file of one chunk is that chunk: its id is the file's digest, with no second pass.
+    hashed.sha256 = Some(match hashed.chunks.as_slice() {
+        [only] => only.sha256,
+        _ => ChunkHash::of(&data),
+    });
+    reporter.bytes("chunking", rel, hashed.size, hashed.size);
+    Ok(hashed)
+}
+
+/// Stores a chunk as `store` says; returns the bytes written if it was new.
+fn store_chunk(store: Storing<'_>, hash: &ChunkHash, bytes: &[u8]) -> Result<Option<u64>> {
+    Ok(match store {
+        Storing::Nothing => None,
+        Storing::Compressed(s) => s.put_chunk(hash, bytes, true)?,
+        Storing::Deferred(s) => s.put_chunk(hash, bytes, false)?,
     })
 }
 
@@ -214,11 +288,7 @@ fn worker(
             size: bytes.len() as u32,
             sha256: hash,
         };
-        let stored = match store {
-            Storing::Nothing => Ok(None),
-            Storing::Compressed(s) => s.put_chunk(&hash, &bytes, true).map_err(Into::into),
-            Storing::Deferred(s) => s.put_chunk(&hash, &bytes, false).map_err(Into::into),
-        };
+        let stored = store_chunk(store, &hash, &bytes);
         drop(bytes);
         if done.send(stored.map(|s| (i, chunk, s))).is_err() {
             return;
@@ -242,12 +312,7 @@ fn collect(
     for result in done {
         let (i, chunk, stored) = result?;
         if let Some(stored) = stored {
-            if deferring {
-                hashed.deferred.push(chunk.sha256);
-            }
-            hashed.new_chunks += 1;
-            hashed.new_bytes += u64::from(chunk.size);
-            hashed.stored_bytes += stored;
+            hashed.new_chunk(&chunk, stored, deferring);
         }
         slots[i] = Some(chunk);
     }
@@ -256,4 +321,99 @@ fn collect(
         .map(|c| c.expect("every chunk was processed"))
         .collect();
     Ok(hashed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::cdc::test_input::{noise, small};
+
+    /// Both ways of reading `data` (written to a file), storing into a fresh store each.
+    fn both_ways(data: &[u8], chunking: &Chunking) -> (Hashed, Hashed) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, data).expect("write the file");
+        let (a, b) = (
+            LocalStore::new(dir.path().join("a")),
+            LocalStore::new(dir.path().join("b")),
+        );
+        let mut reporter = Reporter::silent();
+        let whole = read_small(
+            &path,
+            "f.bin",
+            chunking,
+            Storing::Deferred(&a),
+            &mut reporter,
+        );
+        let piped = read_once(
+            &path,
+            "f.bin",
+            chunking,
+            Storing::Deferred(&b),
+            data.len() as u64,
+            &mut reporter,
+        );
+        (
+            whole.expect("read whole"),
+            piped.expect("read through the pipeline"),
+        )
+    }
+
+    fn same(whole: &Hashed, piped: &Hashed) {
+        assert_eq!(whole.chunks, piped.chunks);
+        assert_eq!(whole.sha256, piped.sha256);
+        assert_eq!(whole.size, piped.size);
+        assert_eq!(
+            (whole.new_chunks, whole.new_bytes, whole.stored_bytes),
+            (piped.new_chunks, piped.new_bytes, piped.stored_bytes)
+        );
+        let (mut a, mut b) = (whole.deferred.clone(), piped.deferred.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "the same chunks are left to compress");
+    }
+
+    #[test]
+    fn a_small_file_read_whole_gives_what_the_pipeline_gives() {
+        let data = noise(300 * 1024, 7);
+        let (whole, piped) = both_ways(&data, &small());
+        assert!(whole.chunks.len() > 50, "{} chunks", whole.chunks.len());
+        same(&whole, &piped);
+        assert_eq!(whole.digest(), ChunkHash::of(&data));
+    }
+
+    #[test]
+    fn a_one_chunk_file_is_its_chunk_and_an_empty_file_has_none() {
+        for data in [noise(100, 3), Vec::new()] {
+            let (whole, piped) = both_ways(&data, &Chunking::default());
+            same(&whole, &piped);
+            assert_eq!(whole.digest(), ChunkHash::of(&data));
+            assert_eq!(whole.chunks.len(), usize::from(!data.is_empty()));
+        }
+    }
+
+    #[test]
+    fn files_on_either_side_of_the_small_size_hash_alike_either_way() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for len in [SMALL_FILE_BYTES, SMALL_FILE_BYTES + 1] {
+            let data = noise(usize::try_from(len).expect("fits"), 11);
+            let path = dir.path().join(format!("{len}.bin"));
+            std::fs::write(&path, &data).expect("write the file");
+            let hashed = hash_file(
+                &path,
+                "f.bin",
+                &small(),
+                Storing::Nothing,
+                &mut Reporter::silent(),
+            )
+            .expect("hash the file");
+            let (whole, piped) = both_ways(&data, &small());
+            same(&whole, &piped);
+            assert_eq!(
+                (&hashed.chunks, hashed.sha256, hashed.size),
+                (&whole.chunks, whole.sha256, whole.size)
+            );
+            assert!(hashed.stamp.is_some());
+        }
+    }
 }
