@@ -443,3 +443,54 @@ fn checkout_takes_directories_and_patterns_and_diff_names_a_missing_file() {
     );
     assert!(s.read("models/a.bin") == a && s.read("models/b.bin") == b);
 }
+
+/// Forty small files (one chunk or several) and two past the small size, in two directories.
+fn many_files() -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = (0..40u64)
+        .map(|i| {
+            let len = 1000 + 25_000 * usize::try_from(i).unwrap();
+            (
+                format!("models/d{}/s{i:02}.bin", i % 2),
+                random_bytes(500 + i, len),
+            )
+        })
+        .collect();
+    files.push(("models/mid.bin".into(), random_bytes(600, MIB + 1)));
+    files.push(("models/big.bin".into(), random_bytes(601, 5 * MIB)));
+    files
+}
+
+#[test]
+fn many_files_are_rebuilt_together_byte_for_byte() {
+    let files = many_files();
+    let s = Sandbox::new();
+    let _ = s.ok(&["init", "--chunk-size", "64KiB"]);
+    let _ = s.ok(&["track", "models/**/*.bin"]);
+    for (file, data) in &files {
+        s.write(file, data);
+    }
+    let _ = s.ok(&["commit", "-m", "many"]);
+    for (file, _) in files.iter().filter(|(f, _)| f.starts_with("models/d0/")) {
+        std::fs::remove_file(s.path(file)).unwrap();
+    }
+    std::fs::remove_file(s.path("models/d1/s01.bin")).unwrap();
+    std::fs::remove_file(s.path("models/big.bin")).unwrap();
+    s.write("models/mid.bin", b"an edit");
+
+    let refused = s.fails(&["checkout"]);
+    assert!(refused.contains("models/mid.bin"), "{refused}");
+    assert!(
+        s.read("models/mid.bin") == b"an edit",
+        "a refused checkout wrote"
+    );
+    let out = s.json(&["checkout", "--force", "--json"]);
+
+    assert_eq!(out["written"].as_array().map(Vec::len), Some(23), "{out:#}");
+    for (file, data) in &files {
+        assert!(s.read(file) == *data, "{file} differs after checkout");
+    }
+    let status = s.json(&["status", "--json"]);
+    for file in status["files"].as_array().unwrap() {
+        assert_eq!(file["state"], "clean", "{status:#}");
+    }
+}

@@ -318,3 +318,34 @@ fn an_older_version_is_fetched_with_pull_rev() {
     let _ = b.ok(&["checkout"]);
     assert_same(&b, FILE, &v2);
 }
+
+#[test]
+fn a_pull_of_many_small_files_fetches_and_rebuilds_each() {
+    let share = shared_dir();
+    let remote = share.path().to_str().unwrap();
+    let a = machine_a();
+    let files: Vec<(String, Vec<u8>)> = (0..30u64)
+        .map(|i| {
+            let len = 500 + 7_000 * usize::try_from(i).unwrap();
+            (format!("models/s{i:02}.bin"), random_bytes(700 + i, len))
+        })
+        .collect();
+    for (file, data) in &files {
+        a.write(file, data);
+    }
+    publish(&a, FILE, &random_bytes(730, 3 * MIB), "many");
+    let _ = a.ok(&["push", "--remote", remote]);
+
+    let b = machine_b(&a);
+    let pulled = b.json(&["pull", "--remote", remote, "--json"]);
+
+    assert_eq!(
+        count(&pulled, "chunks_transferred"),
+        30 + chunks_of(&a, FILE),
+        "{pulled:#}"
+    );
+    for (file, data) in &files {
+        assert_same(&b, file, data);
+    }
+    let _ = b.ok(&["verify"]);
+}

@@ -3,6 +3,7 @@
 //! current content is stored nowhere is never overwritten without `--force`.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -15,7 +16,8 @@ use crate::chunk::buffers::{BufferPool, PooledBuffer};
 use crate::error::{Error, Result};
 use crate::fsutil::{LeftoverTemps, persist_rebuildable, rebuild_sibling, with_path};
 use crate::index::{FileStamp, Index};
-use crate::manifest::Manifest;
+use crate::manifest::{ChunkRef, Manifest};
+use crate::ops::hashing::SMALL_FILE_BYTES;
 use crate::ops::history::all_history_manifests;
 use crate::ops::status::content_hash;
 use crate::ops::{Reporter, parallel};
@@ -149,47 +151,76 @@ pub fn checkout_from(
         &mut report,
         &mut leftovers,
     )?;
-    for Pending {
-        file,
-        manifest,
-        seen,
-    } in pending
-    {
+    for Pending { file, .. } in &pending {
         let path = repo.abs(file);
         ensure_parent_inside(repo, &path)?;
         leftovers.remove_for(&path);
-        let assembly = manifest.assembly_id();
-        let check_whole = !index.is_assembled(&assembly);
-        write_file(
-            source,
-            file,
-            manifest,
-            &path,
-            check_whole,
-            reporter,
-            |reporter| {
-                // Last look before the rename: an edit made while the file was rebuilt is as
-                // precious as one made before, and a client that went away must not find its
-                // files replaced later.
-                if reporter.cancelled() {
-                    return Err(Error::Cancelled { path: file.clone() });
-                }
-                if !force && stamp_if_present(&path)? != seen {
-                    return Err(Error::ChangedDuringCheckout { path: file.clone() });
-                }
-                Ok(())
-            },
-        )?;
-        if check_whole {
-            index.record_assembled(&assembly)?;
-        }
-        let stamp = FileStamp::read(&path)?;
-        index.record(file, &stamp, &manifest.sha256)?;
-        note_sync(repo, index, file, &stamp, &manifest.sha256)?;
-        report.bytes_written += manifest.size;
-        report.written.push(file.clone());
     }
+    // Small files are rebuilt on every core at once, each by one thread, into temporary files;
+    // a large one by every core in turn. Files replace the old ones in order, and the first
+    // failure stops the checkout there: the files after it stay as they were.
+    let buffers = BufferPool::new(2 * source.parallelism());
+    let mut next = pending.iter();
+    parallel::ordered(
+        &pending,
+        source.parallelism(),
+        LOOKAHEAD,
+        |pending| {
+            if pending.manifest.size > SMALL_FILE_BYTES {
+                return Ok::<_, Error>(None);
+            }
+            let check_whole = !index.is_assembled(&pending.manifest.assembly_id());
+            let rebuilt = rebuild_small_file(source, pending, repo, check_whole, &buffers)?;
+            Ok(Some((check_whole, rebuilt)))
+        },
+        |written| {
+            let pending = next.next().expect("one result per pending file");
+            let Pending { file, manifest, .. } = pending;
+            let path = repo.abs(file);
+            let check_whole = if let Some((check_whole, rebuilt)) = written {
+                may_replace(pending, &path, force, reporter.cancelled())?;
+                persist_rebuildable(rebuilt, &path)?;
+                reporter.bytes(super::CHECKING_OUT, file, manifest.size, manifest.size);
+                check_whole
+            } else {
+                let check_whole = !index.is_assembled(&manifest.assembly_id());
+                write_file(source, file, manifest, &path, check_whole, reporter, |r| {
+                    may_replace(pending, &path, force, r.cancelled())
+                })?;
+                check_whole
+            };
+            if check_whole {
+                index.record_assembled(&manifest.assembly_id())?;
+            }
+            let stamp = FileStamp::read(&path)?;
+            index.record(file, &stamp, &manifest.sha256)?;
+            note_sync(repo, index, file, &stamp, &manifest.sha256)?;
+            report.bytes_written += manifest.size;
+            report.written.push((*file).clone());
+            Ok(())
+        },
+    )?;
     Ok(report)
+}
+
+/// Small files rebuilt ahead of the one being recorded.
+const LOOKAHEAD: usize = 64;
+
+/// The last look before a rebuilt file replaces `path`: an edit made while the file was
+/// rebuilt is as precious as one made before, and a client that went away (`cancelled`) must
+/// not find its files replaced later.
+fn may_replace(pending: &Pending<'_>, path: &Path, force: bool, cancelled: bool) -> Result<()> {
+    if cancelled {
+        return Err(Error::Cancelled {
+            path: pending.file.clone(),
+        });
+    }
+    if !force && stamp_if_present(path)? != pending.seen {
+        return Err(Error::ChangedDuringCheckout {
+            path: pending.file.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// A file a checkout is to write.
@@ -380,17 +411,7 @@ fn write_file(
         workers + 2,
         |chunk| {
             let data = source.fetch(&chunk.sha256, file, &buffers)?;
-            // The whole-file digest covers what the chunks hold, not the size the manifest
-            // claims: a wrong size would leave a gap or an overlap that it cannot see.
-            if data.len() != chunk.size as usize {
-                return Err(Error::ChunkSizeMismatch {
-                    file: file.to_owned(),
-                    hash: chunk.sha256,
-                    offset: chunk.offset,
-                    declared: chunk.size,
-                    actual: data.len(),
-                });
-            }
+            check_chunk_size(file, chunk, &data)?;
             let turn = write_turn.lock().unwrap_or_else(PoisonError::into_inner);
             out.write_all_at(&data, chunk.offset)
                 .map_err(|e| with_path(e, path))?;
@@ -421,6 +442,54 @@ fn write_file(
     may_replace(reporter)?;
     persist_rebuildable(tmp, path)?;
     Ok(())
+}
+
+/// Rebuilds a small file as [`write_file`] does, on this thread alone (each chunk fetched in
+/// turn and appended), but leaves it in its temporary sibling: the caller renames it into
+/// place once its turn comes and [`may_replace`] agrees.
+fn rebuild_small_file(
+    source: &dyn ChunkSource,
+    pending: &Pending<'_>,
+    repo: &Repo,
+    check_whole: bool,
+    buffers: &BufferPool,
+) -> Result<tempfile::NamedTempFile> {
+    let Pending { file, manifest, .. } = pending;
+    let path = repo.abs(file);
+    let mut tmp = rebuild_sibling(&path)?;
+    reserve(tmp.as_file(), manifest.size).map_err(|e| with_path(e, &path))?;
+    let mut whole = check_whole.then(Sha256::new);
+    for chunk in &manifest.chunks {
+        let data = source.fetch(&chunk.sha256, file, buffers)?;
+        check_chunk_size(file, chunk, &data)?;
+        tmp.write_all(&data).map_err(|e| with_path(e, &path))?;
+        if let Some(whole) = &mut whole {
+            whole.update(&*data);
+        }
+    }
+    if let Some(whole) = whole
+        && ChunkHash::from_hasher(whole) != manifest.sha256
+    {
+        return Err(Error::FileDigestMismatch {
+            file: (*file).clone(),
+        });
+    }
+    Ok(tmp)
+}
+
+/// The whole-file digest covers what the chunks hold, not the size the manifest claims: a
+/// wrong size would leave a gap or an overlap that it cannot see.
+fn check_chunk_size(file: &str, chunk: &ChunkRef, data: &[u8]) -> Result<()> {
+    if data.len() == chunk.size as usize {
+        return Ok(());
+    }
+    Err(Error::ChunkSizeMismatch {
+        file: file.to_owned(),
+        hash: chunk.sha256,
+        offset: chunk.offset,
+        declared: chunk.size,
+        actual: data.len(),
+    })
 }
 
 /// Sizes a new working file, reserving its blocks up front where the filesystem can. A full
