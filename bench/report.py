@@ -414,13 +414,16 @@ def render(info: dict, samples: dict) -> str:
 
     # ---- small files
     ds = "small"
-    w(f"\n## {ss.get('count', 1000)} small files: status and commit latency\n")
+    w(f"\n## {ss.get('count', 1000)} small files: commit, status and restore\n")
     rows = []
     for tool, scen in (("nshard", "commit 1000 files"), ("nshard", "status warm"),
                        ("nshard", "status fresh daemon"), ("nshard", "status no daemon"),
                        ("nshard", "status 1 edited, prepared"), ("nshard", "commit 1 edited, prepared"),
+                       ("nshard", "restore 1000 files"),
                        ("git-lfs", "commit 1000 files"), ("git-lfs", "status warm"),
-                       ("dvc", "commit 1000 files"), ("dvc", "status warm")):
+                       ("git-lfs", "restore 1000 files"),
+                       ("dvc", "commit 1000 files"), ("dvc", "status warm"),
+                       ("dvc", "restore 1000 files")):
         k = f"{ds}|{tool}|{scen}"
         label = {"nshard": "nshard status --json", "git-lfs": "git status --porcelain",
                  "dvc": "dvc status"}[tool] if scen.startswith("status") else scen
@@ -430,6 +433,9 @@ def render(info: dict, samples: dict) -> str:
         rows.append([tool, f"{scen}" + (f" (`{label}`)" if scen.startswith("status") else ""),
                      r.tr(k, ds, info.get("limit_bytes", {}).get(ds, 1)), rss])
     w(table(["tool", "scenario", "time · × openssl over all 1000 files", "peak RSS"], rows))
+    w("\n*restore*: every file deleted, then brought back from the tool's own store and "
+      "checked: `nshard checkout`, `git checkout -- small` (Git LFS's smudge filter), "
+      "`dvc checkout`.\n")
     w(f"\nTime from editing one file until the daemon reports it prepared: "
       f"{ft(r.med('small|nshard|time to prepared'))} (includes the watcher's debounce).\n")
 
