@@ -169,28 +169,35 @@ pub fn checkout_from(
             if pending.manifest.size > SMALL_FILE_BYTES {
                 return Ok::<_, Error>(None);
             }
-            let check_whole = !index.is_assembled(&pending.manifest.assembly_id());
-            let rebuilt = rebuild_small_file(source, pending, repo, check_whole, &buffers)?;
-            Ok(Some((check_whole, rebuilt)))
+            let unproven = unproven_assembly(index, pending.manifest);
+            let rebuilt = rebuild_small_file(source, pending, repo, unproven.is_some(), &buffers)?;
+            Ok(Some((unproven, rebuilt)))
         },
         |written| {
             let pending = next.next().expect("one result per pending file");
             let Pending { file, manifest, .. } = pending;
             let path = repo.abs(file);
-            let check_whole = if let Some((check_whole, rebuilt)) = written {
+            let unproven = if let Some((unproven, rebuilt)) = written {
                 may_replace(pending, &path, force, reporter.cancelled())?;
                 persist_rebuildable(rebuilt, &path)?;
                 reporter.bytes(super::CHECKING_OUT, file, manifest.size, manifest.size);
-                check_whole
+                unproven
             } else {
-                let check_whole = !index.is_assembled(&manifest.assembly_id());
-                write_file(source, file, manifest, &path, check_whole, reporter, |r| {
-                    may_replace(pending, &path, force, r.cancelled())
-                })?;
-                check_whole
+                let unproven = unproven_assembly(index, manifest);
+                write_file(
+                    source,
+                    file,
+                    manifest,
+                    &path,
+                    unproven.is_some(),
+                    reporter,
+                    |r| may_replace(pending, &path, force, r.cancelled()),
+                )?;
+                unproven
             };
-            if check_whole {
-                index.record_assembled(&manifest.assembly_id())?;
+            // The whole file was checked: this assembly is now known to give its digest.
+            if let Some(assembly) = unproven {
+                index.record_assembled(&assembly)?;
             }
             let stamp = FileStamp::read(&path)?;
             index.record(file, &stamp, &manifest.sha256)?;
@@ -201,6 +208,13 @@ pub fn checkout_from(
         },
     )?;
     Ok(report)
+}
+
+/// The manifest's assembly when it is not yet known to give its digest: the whole file must
+/// then be checked as it is written ([`Index::is_assembled`]), and the assembly recorded after.
+fn unproven_assembly(index: &Index, manifest: &Manifest) -> Option<ChunkHash> {
+    let assembly = manifest.assembly_id();
+    (!index.is_assembled(&assembly)).then_some(assembly)
 }
 
 /// Small files rebuilt ahead of the one being recorded.

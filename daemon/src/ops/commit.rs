@@ -243,6 +243,7 @@ fn record(
         stamp,
         in_step,
     } = planned;
+    let chunking = chunking_of(repo, planned);
     let hashed = match found {
         Found::Unchanged => {
             let previous = previous
@@ -263,7 +264,7 @@ fn record(
             let hashed = hash_file(
                 &repo.abs(file),
                 file,
-                &chunking_of(repo, planned),
+                &chunking,
                 Storing::Deferred(&repo.store),
                 reporter,
             )?;
@@ -282,7 +283,7 @@ fn record(
         path: file.clone(),
         size: hashed.size,
         sha256: hashed.digest(),
-        chunking: chunking_of(repo, planned),
+        chunking,
         message: options.message.clone(),
         created_at: options.created_at.clone(),
         chunks: hashed.chunks,
