@@ -11,7 +11,7 @@
 //! notify's limits are handled: an exhausted inotify watch limit is logged with the sysctl that
 //! raises it, and an overflowed event queue triggers a rescan so state is never silently stale.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,10 @@ use crate::manifest::SUFFIX;
 use crate::prepare::Preparer;
 use crate::repo::SHARD_DIR;
 use crate::repo::walk::SKIPPED_DIRS;
+
+mod debounce;
+
+use debounce::Debouncer;
 
 /// A file must stay quiet this long before it is chunked: long enough to let a training loop
 /// finish writing a checkpoint, short enough that a commit right after saving finds it ready.
@@ -72,7 +76,8 @@ pub fn spawn(
 struct State {
     watcher: Option<notify::RecommendedWatcher>,
     roots: BTreeSet<PathBuf>,
-    pending: HashMap<PathBuf, Instant>,
+    /// Changed files, each prepared once it has been quiet for [`DEBOUNCE`].
+    pending: Debouncer<PathBuf>,
     /// Remembered repositories not caught up on yet, and when to.
     catch_up: (Vec<PathBuf>, Instant),
     remembered: PathBuf,
@@ -139,7 +144,7 @@ impl State {
         Self {
             watcher,
             roots: BTreeSet::new(),
-            pending: HashMap::new(),
+            pending: Debouncer::new(DEBOUNCE),
             catch_up: (Vec::new(), Instant::now() + CATCH_UP_DELAY),
             remembered,
             preparer,
@@ -150,7 +155,7 @@ impl State {
     /// When the loop must next wake up for due work, if ever.
     fn next_due(&self) -> Option<Instant> {
         let catch_up = (!self.catch_up.0.is_empty()).then_some(self.catch_up.1);
-        self.pending.values().copied().chain(catch_up).min()
+        self.pending.next_due().into_iter().chain(catch_up).min()
     }
 
     fn add_root(&mut self, root: PathBuf, origin: Origin) {
@@ -209,11 +214,7 @@ impl State {
             if let Some((root, rel)) = self.locate(&path) {
                 // One write of a large file is many notify events: tell subscribers once per
                 // burst, not once per event.
-                let burst_started = self
-                    .pending
-                    .insert(path, Instant::now() + DEBOUNCE)
-                    .is_none();
-                if burst_started {
+                if self.pending.touch(path, Instant::now()) {
                     self.activity.emit(&root, &rel, Change::Modified, None);
                 }
             }
@@ -263,14 +264,7 @@ impl State {
                 self.catch_up_on(&root);
             }
         }
-        let due: Vec<PathBuf> = self
-            .pending
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for path in due {
-            let _ = self.pending.remove(&path);
+        for path in self.pending.take_due(now) {
             if let Some((root, rel)) = self.locate(&path) {
                 self.preparer.prepare(root, rel);
             }

@@ -1,6 +1,7 @@
 //! The block of `.gitignore` that NeuroShard manages: `.shard/` and every tracked file, never
 //! a manifest. Lines outside the block are the user's and are never touched.
 
+use std::collections::HashSet;
 use std::io;
 
 use fs_err as fs;
@@ -92,9 +93,10 @@ pub fn ensure_listed(repo: &Repo, files: &[&str]) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e.into()),
     };
+    let lines: HashSet<&str> = text.lines().collect();
     let listed = |file: &&str| {
         let line = format!("/{}", one_line(&repo::escape_glob(file)));
-        text.lines().any(|l| l == line)
+        lines.contains(line.as_str())
     };
     if files.iter().all(listed) {
         return Ok(());
@@ -107,8 +109,9 @@ pub fn ensure_listed(repo: &Repo, files: &[&str]) -> Result<()> {
 /// of manifests, so no pattern can hide one from Git.
 fn entries(repo: &Repo) -> Result<Vec<String>> {
     let mut entries = vec![format!("/{}/", crate::repo::SHARD_DIR)];
+    let mut seen: HashSet<String> = entries.iter().cloned().collect();
     let mut add = |entry: String| {
-        if !entries.contains(&entry) {
+        if seen.insert(entry.clone()) {
             entries.push(entry);
         }
     };
