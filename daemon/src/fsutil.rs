@@ -7,11 +7,23 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Replaces `path` with `bytes` atomically, keeping the old file's permissions if it had any.
+/// Replaces `path` with `bytes` atomically and durably, keeping the old file's permissions if
+/// it had any.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = durable_sibling(path, bytes)?;
+    persist_rebuildable(tmp, path)
+}
+
+/// `bytes` in a [`temp_sibling`] of `path`, flushed to disk: the first half of
+/// [`write_atomic`], for work that writes many files from several threads and puts them in
+/// place in order, with [`persist_rebuildable`] (the rename then costs no wait for the disk).
+pub fn durable_sibling(path: &Path, bytes: &[u8]) -> io::Result<tempfile::NamedTempFile> {
     let mut tmp = temp_sibling(path)?;
     tmp.write_all(bytes).map_err(|e| with_path(e, tmp.path()))?;
-    persist(tmp, path)
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| with_path(e, tmp.path()))?;
+    Ok(tmp)
 }
 
 /// A temporary file in the same directory as `path` (so the final rename is atomic), named
@@ -132,16 +144,9 @@ fn split(path: &Path) -> (&Path, String) {
     (dir, name)
 }
 
-/// Flushes `tmp` to disk and renames it to `path`, keeping `path`'s permissions if it exists.
-pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| with_path(e, tmp.path()))?;
-    persist_rebuildable(tmp, path)
-}
-
 /// Renames `tmp` to `path` without waiting for the disk, keeping `path`'s permissions if it
-/// exists: for working files rebuilt from the store, as `git checkout` writes them. Readers
+/// exists: for a [`durable_sibling`], already on disk, and for working files rebuilt from the
+/// store, as `git checkout` writes them. Readers
 /// still see the old file or the whole new one. Only a power loss within the kernel's
 /// writeback delay (about 30 s) could leave the file damaged, as after any `git checkout`;
 /// `nshard checkout --force` rebuilds it from the store. Waiting for the disk would more than

